@@ -1,0 +1,68 @@
+"""The contract every source connector meets: describe objects with typed fields, read typed pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import polars as pl
+
+from flow_assets.connectors.errors import UnknownField
+from flow_assets.spec.errors import did_you_mean
+from flow_assets.spec.models import FilterSpec
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    name: str
+    source_type: str
+    dtype: pl.DataType
+    nillable: bool = True
+    filterable: bool = True
+
+
+@dataclass(frozen=True)
+class ObjectSchema:
+    name: str
+    fields: dict[str, FieldInfo]
+
+    def require(self, names: Sequence[str], where: str = "source.fields") -> list[FieldInfo]:
+        """The named fields, or UnknownField naming the first one the object lacks."""
+        missing = [n for n in names if n not in self.fields]
+        if missing:
+            name = missing[0]
+            raise UnknownField(
+                f"{where}: '{name}' is not a field of {self.name}{did_you_mean(name, self.fields)}"
+            )
+        return [self.fields[n] for n in names]
+
+    def polars_schema(self, names: Sequence[str]) -> pl.Schema:
+        return pl.Schema({n: self.fields[n].dtype for n in names})
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    object: str
+    fields: list[str]
+    filters: list[FilterSpec] = field(default_factory=list)
+    cursor_field: str | None = None
+    cursor_after: datetime | None = None
+    page_size: int | None = None
+
+
+class SourceClient(Protocol):
+    """An open session to one source; built by the connection resource's `open()`."""
+
+    def check(self) -> None: ...
+
+    def list_objects(self) -> list[str]: ...
+
+    def describe(self, object_name: str) -> ObjectSchema: ...
+
+    def can_push_down(self, spec: FilterSpec, info: FieldInfo) -> bool:
+        """Whether the source evaluates this filter exactly as the local filter does."""
+        ...
+
+    def read(self, request: ReadRequest) -> Iterator[pl.DataFrame]: ...

@@ -1,0 +1,170 @@
+"""One HTTP client for every SaaS API: retries with backoff on 429, 5xx and dropped connections,
+honouring Retry-After, with a re-authentication hook for expired tokens."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import requests
+from requests.exceptions import ChunkedEncodingError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from flow_assets.connectors.errors import ConnectorError, MalformedResponse
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class Auth(Protocol):
+    """Supplies request headers and renews them when the API says the session expired."""
+
+    def headers(self) -> dict[str, str]: ...
+
+    def is_expired(self, response: requests.Response) -> bool: ...
+
+    def refresh(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    max_retry_after: float = 300.0  # a longer Retry-After is honoured only up to this
+
+
+@dataclass
+class HttpStats:
+    requests: int = 0
+    retries: int = 0
+    reauthentications: int = 0
+    bytes_received: int = 0
+
+
+class TransientError(ConnectorError):
+    """A failure that another attempt may not repeat."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class HttpClient:
+    """requests.Session plus the retry and auth behaviour every connector needs."""
+
+    base_url: str
+    auth: Auth | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: tuple[float, float] = (10.0, 120.0)
+    describe_error: Callable[[requests.Response], str] = lambda r: r.text[:300]
+    session: requests.Session = field(default_factory=requests.Session)
+    stats: HttpStats = field(default_factory=HttpStats)
+
+    def url(self, path_or_url: str) -> str:
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return self.base_url.rstrip("/") + "/" + path_or_url.lstrip("/")
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        parse: Callable[[bytes], T] = lambda b: b,  # type: ignore[assignment, return-value]
+        **kwargs: Any,
+    ) -> T:
+        """Send one request and parse its body, retrying both on transient faults.
+
+        A body that cannot be parsed is treated as transient (a truncated answer usually is); when
+        the attempts run out, the last error is raised with the call named.
+        """
+        url = self.url(path_or_url)
+        for attempt in Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(self.retry.max_attempts),
+            wait=self._wait,
+            before_sleep=self._log_retry,
+            reraise=True,
+        ):
+            with attempt:
+                return self._attempt(method, url, parse, kwargs)
+        raise AssertionError("unreachable")
+
+    def _attempt(self, method: str, url: str, parse: Callable[[bytes], T], kwargs: dict) -> T:
+        response = self._send(method, url, kwargs)
+        if self.auth is not None and self.auth.is_expired(response):
+            self.stats.reauthentications += 1
+            self.auth.refresh()
+            response = self._send(method, url, kwargs)
+        if response.status_code in RETRY_STATUSES:
+            raise TransientError(
+                f"{method} {_path(url)} answered {response.status_code}: "
+                f"{self.describe_error(response)}",
+                retry_after=_retry_after_seconds(response),
+            )
+        if response.status_code >= 400:
+            raise ConnectorError(
+                f"{method} {_path(url)} answered {response.status_code}: "
+                f"{self.describe_error(response)}"
+            )
+        try:
+            return parse(response.content)
+        except MalformedResponse as exc:
+            raise TransientError(f"{method} {_path(url)}: {exc}") from exc
+
+    def _send(self, method: str, url: str, kwargs: dict) -> requests.Response:
+        headers = dict(kwargs.get("headers") or {})
+        if self.auth is not None:
+            headers.update(self.auth.headers())
+        rest = {k: v for k, v in kwargs.items() if k != "headers"}
+        self.stats.requests += 1
+        try:
+            response = self.session.request(
+                method, url, headers=headers, timeout=self.timeout, **rest
+            )
+            _ = response.content  # read the body here, so a connection dropped mid-body is retried
+        except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
+            raise TransientError(f"{method} {_path(url)}: {type(exc).__name__}") from exc
+        self.stats.bytes_received += len(response.content)
+        return response
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.retry.max_retry_after)
+        return wait_exponential_jitter(self.retry.initial_backoff, self.retry.max_backoff)(state)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0
+        log.warning("retrying in %.1fs (attempt %d): %s", wait, state.attempt_number, exc)
+
+
+def _path(url: str) -> str:
+    """The URL without scheme, host or query: safe to log (queries may carry filter values)."""
+    return "/" + url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None

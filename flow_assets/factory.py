@@ -1,0 +1,351 @@
+"""One flow spec -> its Dagster assets, asset check, job and schedule."""
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from dagster import AssetExecutionContext
+
+from flow_assets.connectors import resource_key
+from flow_assets.connectors.base import ReadRequest
+from flow_assets.connectors.errors import ConnectorError
+from flow_assets.destinations.staging import PageStream, StagingArea, table_schema
+from flow_assets.schedules import ScheduleError, to_cron
+from flow_assets.spec.env import resolve
+from flow_assets.spec.errors import FlowFileError, did_you_mean
+from flow_assets.spec.loading import field_reference_problems
+from flow_assets.spec.models import ConnectionSpec, FlowSpec, MaskSpec, Schedule
+from flow_assets.transforms import REASON, STATUS, Outcome, TaskError, annotate, pushable_filters
+from flow_assets.transforms.tasks import FAILED
+from flow_assets.transforms.validation import check_records, masked_fields, schema_for
+
+DESTINATION_IO_MANAGERS = {"lake": "lake_io_manager"}
+ERROR_IO_MANAGER = "error_io_manager"
+STAGING_IO_MANAGER = "staging_io_manager"
+CURSOR = "cursor"
+CHECK_BATCH_ROWS = 200_000
+
+
+def asset_key(flow: FlowSpec | str, name: str) -> dg.AssetKey:
+    return dg.AssetKey([flow if isinstance(flow, str) else flow.name, name])
+
+
+def build_flow(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> dg.Definitions:
+    """Assets <flow>/extracted, <flow>/records, <flow>/rejected, the schema check, job, schedule."""
+    if flow.destination.connector not in DESTINATION_IO_MANAGERS:
+        raise FlowFileError.single(
+            str(file),
+            "destination.connector",
+            f"unknown destination '{flow.destination.connector}'"
+            f"{did_you_mean(flow.destination.connector, DESTINATION_IO_MANAGERS)}; "
+            f"known: {', '.join(DESTINATION_IO_MANAGERS)}",
+        )
+    extracted = _extracted_asset(flow, file, connection)
+    transform = _transform_multi_asset(flow, file, connection)
+    job = dg.define_asset_job(
+        f"{flow.name}_job",
+        selection=dg.AssetSelection.groups(flow.name),
+        description=f"Runs flow {flow.name} ({file.name}) end to end.",
+        tags={"flowbridge/flow": flow.name},
+    )
+    schedules = []
+    if isinstance(flow.trigger, Schedule):
+        schedules.append(_schedule(flow, file, job))
+    return dg.Definitions(assets=[extracted, transform], jobs=[job], schedules=schedules)
+
+
+def _tags(flow: FlowSpec, connector: str) -> dict[str, str]:
+    return {"flowbridge/connector": connector, "flowbridge/object": flow.source.object}
+
+
+def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> dg.AssetsDefinition:
+    conn_key = resource_key(flow.source.connection)
+    src = flow.source
+
+    @dg.asset(
+        key=asset_key(flow, "extracted"),
+        group_name=flow.name,
+        description=(
+            f"{src.object} records from connection '{src.connection}' ({connection.connector}), "
+            f"as a typed Polars frame staged as Parquet. Defined in {file.name}."
+        ),
+        kinds={connection.connector, "polars", "parquet"},
+        tags=_tags(flow, connection.connector),
+        owners=flow.owners or None,
+        io_manager_key=STAGING_IO_MANAGER,
+        required_resource_keys={conn_key},
+    )
+    def extracted(context: AssetExecutionContext) -> PageStream:
+        client = getattr(context.resources, conn_key).open()
+        try:
+            schema = client.describe(src.object)
+            fields = list(src.fields or schema.fields)
+            schema.require(fields, where=f"{file}: source.fields")
+        except ConnectorError as exc:
+            raise dg.Failure(f"{file}: source: {exc}") from None
+        problems = field_reference_problems(flow, fields, str(file))
+        if problems:
+            raise dg.Failure(str(FlowFileError(problems)))
+        pushable = [
+            f for f in pushable_filters(flow) if client.can_push_down(f, schema.fields[f.field])
+        ]
+        since = None
+        if src.incremental:
+            since = last_cursor(context.instance, flow) or src.incremental.start
+        request = ReadRequest(
+            object=src.object,
+            fields=fields,
+            filters=pushable,
+            cursor_field=src.incremental.cursor_field if src.incremental else None,
+            cursor_after=since,
+            page_size=src.page_size,
+        )
+        started = time.monotonic()
+        context.log.info(
+            f"reading {src.object} ({len(fields)} fields, {len(pushable)} filters pushed down"
+            + (f", cursor after {since.isoformat()}" if since else ", full read")
+            + ")"
+        )
+
+        def stats() -> dict[str, Any]:
+            http = client.http.stats
+            return {
+                "requests": http.requests,
+                "retries": http.retries,
+                "reauthentications": http.reauthentications,
+                "bytes_received": http.bytes_received,
+                "duration_s": round(time.monotonic() - started, 3),
+                "cursor_from": since.isoformat() if since else "(full read)",
+                "filters_pushed_down": len(pushable),
+            }
+
+        return PageStream(client.read(request), schema.polars_schema(fields), stats)
+
+    return extracted
+
+
+def last_cursor(instance: dg.DagsterInstance, flow: FlowSpec) -> datetime | None:
+    """The high-water mark stored with the last successful records materialization."""
+    event = instance.get_latest_materialization_event(asset_key(flow, "records"))
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get(CURSOR)
+    if value is None or not isinstance(value.value, str) or not value.value:
+        return None
+    return datetime.fromisoformat(value.value)
+
+
+def _transform_multi_asset(
+    flow: FlowSpec, file: Path, connection: ConnectionSpec
+) -> dg.AssetsDefinition:
+    dest = flow.destination
+    table = dest.table or flow.name
+    records_key, rejected_key = asset_key(flow, "records"), asset_key(flow, "rejected")
+    hidden = masked_fields(flow)
+
+    @dg.multi_asset(
+        name=f"{flow.name}__transform",
+        group_name=flow.name,
+        ins={"extracted": dg.AssetIn(key=asset_key(flow, "extracted"))},
+        outs={
+            "records": dg.AssetOut(
+                key=records_key,
+                io_manager_key=DESTINATION_IO_MANAGERS[dest.connector],
+                description=(
+                    f"{flow.description or flow.name}: records after mapping, filters, "
+                    f"calculated fields and masking, written to {dest.connector} ({dest.write})."
+                ),
+                kinds={"polars", "duckdb" if dest.connector == "lake" else dest.connector},
+                tags=_tags(flow, connection.connector),
+                owners=flow.owners or None,
+                metadata={
+                    "flowbridge/table": table,
+                    "flowbridge/write": dest.write,
+                    "flowbridge/key": ",".join(dest.key or []),
+                    "flowbridge/flow_file": file.name,
+                },
+            ),
+            "rejected": dg.AssetOut(
+                key=rejected_key,
+                io_manager_key=ERROR_IO_MANAGER,
+                description="Records that failed validation, each with the reason (_fb_reason).",
+                kinds={"polars"},
+                tags=_tags(flow, connection.connector),
+                metadata={"flowbridge/table": f"{table}__rejected", "flowbridge/write": "append"},
+            ),
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                "schema",
+                asset=records_key,
+                description="pandera: types, nullability, the flow's validate tasks, unique key.",
+            )
+        ],
+        required_resource_keys={"staging"},
+        can_subset=False,
+    )
+    def transform(context: AssetExecutionContext, extracted: pl.LazyFrame):
+        staging: StagingArea = context.resources.staging
+        started = time.monotonic()
+        try:
+            annotated_lf = annotate(extracted, flow, _salts(flow, file), str(file))
+            staging.sink(annotated_lf, flow.name, "annotated")
+        except TaskError as exc:
+            raise dg.Failure(str(exc)) from None
+        except pl.exceptions.PolarsError as exc:
+            raise dg.Failure(f"{file}: tasks: {str(exc).splitlines()[0][:300]}") from None
+        annotated = staging.scan(flow.name, "annotated")
+        outcome = Outcome.count(annotated)
+        if outcome.failed:
+            _fail_on_validation(annotated, outcome, flow, file)
+
+        cursor = _new_cursor(context.instance, flow, extracted)
+        records = annotated.filter(pl.col(STATUS).is_null()).drop(STATUS, REASON)
+        rejected = (
+            annotated.filter(pl.col(STATUS) == "rejected")
+            .drop(STATUS)
+            .with_columns(
+                pl.lit(context.run_id).alias("_fb_run_id"),
+                pl.lit(datetime.now(UTC)).alias("_fb_rejected_at"),
+            )
+        )
+        check = _schema_check(flow, records, hidden)
+        counts = outcome.as_metadata()
+        yield dg.Output(
+            rejected,
+            "rejected",
+            metadata={"records_rejected": outcome.rejected, "reasons": _reasons(annotated)},
+        )
+        # Last: the records materialization carries the cursor, so it advances only once the
+        # destination has the records (and the rejected ones are in the error location).
+        yield dg.Output(
+            records,
+            "records",
+            metadata={
+                **counts,
+                CURSOR: cursor or "",
+                "masked_fields": ", ".join(sorted(hidden)) or "(none)",
+                "transform_duration_s": round(time.monotonic() - started, 3),
+                "dagster/column_schema": table_schema(records.collect_schema()),
+            },
+        )
+        yield check
+
+    return transform
+
+
+def _salts(flow: FlowSpec, file: Path) -> dict[int, str]:
+    return {
+        i: resolve(spec.salt, f"{file}: tasks[{i}].mask.salt")
+        for i, spec in enumerate(flow.task_specs)
+        if isinstance(spec, MaskSpec) and spec.salt
+    }
+
+
+def _new_cursor(
+    instance: dg.DagsterInstance, flow: FlowSpec, extracted: pl.LazyFrame
+) -> str | None:
+    if not flow.source.incremental:
+        return None
+    field = flow.source.incremental.cursor_field
+    newest = extracted.select(pl.col(field).max()).collect().item()
+    previous = last_cursor(instance, flow)
+    if newest is None:
+        return previous.isoformat() if previous else None
+    if not isinstance(newest, datetime):
+        newest = datetime(newest.year, newest.month, newest.day, tzinfo=UTC)
+    if previous and previous > newest:
+        newest = previous
+    return newest.isoformat()
+
+
+def _reasons(annotated: pl.LazyFrame) -> dg.MetadataValue:
+    rows = (
+        annotated.filter(pl.col(STATUS).is_not_null())
+        .group_by(STATUS, REASON)
+        .agg(pl.len().alias("records"))
+        .sort("records", descending=True)
+        .collect()
+    )
+    lines = [f"| {s} | {r} | {n} |" for s, r, n in rows.iter_rows()]
+    return dg.MetadataValue.md("| status | reason | records |\n|---|---|---|\n" + "\n".join(lines))
+
+
+def _fail_on_validation(annotated: pl.LazyFrame, outcome: Outcome, flow: FlowSpec, file: Path):
+    failed = annotated.filter(pl.col(STATUS) == FAILED)
+    key = (flow.destination.key or ["Id"])[0]
+    cols = [c for c in (key,) if c in failed.collect_schema()]
+    sample = failed.select(*cols, REASON).head(5).collect()
+    examples = "; ".join(
+        f"record {row[0] if cols else '?'}: {row[-1]}" for row in sample.iter_rows()
+    )
+    raise dg.Failure(
+        f"{file}: {outcome.failed} records failed a validate task with on_failure: fail "
+        f"(e.g. {examples}); nothing was written and the cursor did not move",
+        metadata=outcome.as_metadata(),
+    )
+
+
+def _schema_check(flow: FlowSpec, records: pl.LazyFrame, hidden: set[str]) -> dg.AssetCheckResult:
+    output = records.collect_schema()
+    schema = schema_for(flow, output)
+    id_field = (flow.destination.key or ["Id"])[0]
+    batches = records.collect_batches(chunk_size=CHECK_BATCH_ROWS)
+    report = check_records(schema, batches, hidden, id_field)
+    return dg.AssetCheckResult(
+        check_name="schema",
+        asset_key=asset_key(flow, "records"),
+        passed=report.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "records_checked": report.records_checked,
+            "failures": report.failures,
+            "failures_by_check": dg.MetadataValue.json(report.failures_by_check),
+            "examples": dg.MetadataValue.json(report.examples),
+            "columns": len(output),
+        },
+    )
+
+
+def _schedule(flow: FlowSpec, file: Path, job) -> dg.ScheduleDefinition:
+    trigger = flow.trigger
+    assert isinstance(trigger, Schedule)
+    try:
+        cron = to_cron(trigger.schedule)
+        return dg.ScheduleDefinition(
+            name=f"{flow.name}_schedule",
+            cron_schedule=cron,
+            execution_timezone=trigger.timezone,
+            job=job,
+            description=f"{trigger.schedule} ({cron} {trigger.timezone}), from {file.name}",
+            default_status=(
+                dg.DefaultScheduleStatus.RUNNING
+                if trigger.status == "on"
+                else dg.DefaultScheduleStatus.STOPPED
+            ),
+        )
+    except (ScheduleError, dg.DagsterInvalidDefinitionError) as exc:
+        raise FlowFileError.single(str(file), "trigger.schedule", str(exc)) from None
+
+
+def invalid_flow_asset(path: Path, error: FlowFileError) -> dg.AssetsDefinition:
+    """A stand-in for a flow file that did not load: the UI shows why; materializing fails."""
+    message = str(error)
+
+    @dg.asset(
+        key=dg.AssetKey(["invalid_flow_files", path.stem.replace("-", "_")]),
+        group_name="invalid_flow_files",
+        description=f"{path.name} did not load:\n\n{message}",
+        kinds={"yaml"},
+        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in error.problems))},
+    )
+    def invalid() -> None:
+        raise dg.Failure(message)
+
+    return invalid
+
+
+__all__ = ["asset_key", "build_flow", "invalid_flow_asset", "last_cursor"]

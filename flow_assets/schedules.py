@@ -1,0 +1,38 @@
+"""AppFlow's schedule expressions (rate(N minutes|hours|days)) and cron, as cron for Dagster."""
+
+from __future__ import annotations
+
+import re
+
+RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$", re.I)
+
+
+class ScheduleError(ValueError):
+    pass
+
+
+def to_cron(expression: str) -> str:
+    """'rate(1 day)' -> '0 0 * * *'; a cron expression is returned as given (Dagster checks it)."""
+    m = RATE.match(expression.strip())
+    if not m:
+        if len(expression.split()) != 5:
+            raise ScheduleError(
+                f"'{expression}' is neither rate(N minutes|hours|days) nor a 5-field cron "
+                "expression such as '0 6 * * *'"
+            )
+        return expression.strip()
+    n, unit = int(m[1]), m[2].lower().rstrip("s")
+    if n < 1:
+        raise ScheduleError(f"'{expression}': the rate must be at least 1")
+    if unit == "minute":
+        if 60 % n:
+            raise ScheduleError(f"'{expression}': minutes must divide 60; use cron for others")
+        return "* * * * *" if n == 1 else f"*/{n} * * * *"
+    if unit == "hour":
+        if 24 % n:
+            raise ScheduleError(f"'{expression}': hours must divide 24; use cron for others")
+        return "0 * * * *" if n == 1 else f"0 */{n} * * *"
+    if n == 1:
+        return "0 0 * * *"
+    # Cron cannot count days across month ends; */N restarts each month, as the UI shows.
+    return f"0 0 */{n} * *"

@@ -1,0 +1,245 @@
+"""Pydantic models of a flow file and of a named connection: strict, no unknown keys."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+ENV_REF = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}$")
+
+Scalar = bool | int | float | datetime | date | str
+DType = Literal["string", "integer", "float", "boolean", "date", "datetime"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Incremental(StrictModel):
+    """AppFlow's incremental pull: only records whose cursor field moved past the high-water mark."""
+
+    cursor_field: str
+    start: datetime | None = Field(
+        None, description="Where the first run starts; later runs continue from the cursor."
+    )
+
+
+class Source(StrictModel):
+    connection: str = Field(description="A connection named in flow_defs/connections.yaml.")
+    connector: str | None = Field(None, description="Optional; must match the connection's.")
+    object: str
+    fields: list[str] | None = Field(None, min_length=1, description="All fields when omitted.")
+    incremental: Incremental | None = None
+    page_size: int | None = Field(None, gt=0)
+
+    @field_validator("fields")
+    @classmethod
+    def _unique_fields(cls, fields: list[str] | None) -> list[str] | None:
+        if fields is not None:
+            seen = {f for f in fields if fields.count(f) > 1}
+            if seen:
+                raise ValueError(f"listed twice: {sorted(seen)}")
+        return fields
+
+
+FilterOperator = Literal[
+    "equal_to",
+    "not_equal_to",
+    "less_than",
+    "less_than_or_equal_to",
+    "greater_than",
+    "greater_than_or_equal_to",
+    "between",
+    "contains",
+    "in",
+    "not_in",
+    "is_null",
+    "is_not_null",
+]
+
+
+class FilterSpec(StrictModel):
+    field: str
+    operator: FilterOperator
+    value: Scalar | list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_operator(self) -> FilterSpec:
+        op, value = self.operator, self.value
+        if op in ("is_null", "is_not_null"):
+            if value is not None:
+                raise ValueError(f"operator '{op}' takes no value")
+        elif op == "between":
+            if not (isinstance(value, list) and len(value) == 2):
+                raise ValueError("operator 'between' needs value: [low, high]")
+        elif op in ("in", "not_in"):
+            if not (isinstance(value, list) and value):
+                raise ValueError(f"operator '{op}' needs value: a non-empty list")
+        elif value is None or isinstance(value, list):
+            raise ValueError(f"operator '{op}' needs one value")
+        return self
+
+
+class MapTarget(StrictModel):
+    to: str | None = Field(None, description="New name; the old one when omitted.")
+    type: DType | None = Field(None, description="Cast to this type; failures are rejected.")
+
+
+class ComputeSpec(StrictModel):
+    field: str
+    expression: str = Field(
+        description="A Polars SQL expression over the fields, e.g. 'Amount * 2'."
+    )
+
+
+class FormatSpec(StrictModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    field: str
+    as_: Literal["phone_e164", "email", "trim", "lower", "upper"] = Field(alias="as")
+    into: str | None = Field(None, description="Write to a new field; in place when omitted.")
+    country_code: str = Field("1", pattern=r"^\d{1,3}$", description="For national phone numbers.")
+    on_invalid: Literal["null", "quarantine"] = Field(
+        "null", description="What a value that cannot be formatted becomes."
+    )
+
+
+class MaskSpec(StrictModel):
+    field: str
+    how: Literal["all", "first_n", "last_n", "sha256"]
+    n: int | None = Field(None, gt=0)
+    char: str = Field("*", min_length=1, max_length=1)
+    salt: str | None = Field(
+        None, description="For sha256: an ${ENV_VAR} reference, never a literal."
+    )
+
+    @model_validator(mode="after")
+    def _n_fits_how(self) -> MaskSpec:
+        if self.how in ("first_n", "last_n") and self.n is None:
+            raise ValueError(f"mask '{self.how}' needs n")
+        if self.how in ("all", "sha256") and self.n is not None:
+            raise ValueError(f"mask '{self.how}' takes no n")
+        if self.salt is not None and not ENV_REF.match(self.salt):
+            raise ValueError("salt is a secret: write it as ${ENV_VAR}, never as a literal")
+        return self
+
+
+class ValidateSpec(StrictModel):
+    field: str
+    check: Literal["non_null", "non_negative", "non_zero", "numeric"]
+    on_failure: Literal["quarantine", "drop", "fail"] = "quarantine"
+
+
+class MapTask(StrictModel):
+    map: dict[str, str | MapTarget] = Field(min_length=1)
+
+
+class FilterTask(StrictModel):
+    filter: FilterSpec
+
+
+class ComputeTask(StrictModel):
+    compute: ComputeSpec
+
+
+class FormatTask(StrictModel):
+    format: FormatSpec
+
+
+class MaskTask(StrictModel):
+    mask: MaskSpec
+
+
+class ValidateTask(StrictModel):
+    validate_: ValidateSpec = Field(alias="validate")
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+TASK_KINDS = ("map", "filter", "compute", "format", "mask", "validate")
+
+
+def _task_kind(value: Any) -> str | None:
+    if isinstance(value, dict) and len(value) == 1:
+        return next(iter(value))
+    if isinstance(value, BaseModel):
+        return next(k for k in TASK_KINDS if k in type(value).__name__.lower())
+    return None
+
+
+Task = Annotated[
+    Annotated[MapTask, Tag("map")]
+    | Annotated[FilterTask, Tag("filter")]
+    | Annotated[ComputeTask, Tag("compute")]
+    | Annotated[FormatTask, Tag("format")]
+    | Annotated[MaskTask, Tag("mask")]
+    | Annotated[ValidateTask, Tag("validate")],
+    Discriminator(
+        _task_kind,
+        custom_error_type="unknown_task",
+        custom_error_message="each task is one of: " + ", ".join(TASK_KINDS),
+    ),
+]
+
+
+class Destination(StrictModel):
+    connector: str = Field("lake", description="Where records go: lake (default).")
+    write: Literal["append", "overwrite", "upsert"] = "append"
+    key: list[str] | None = Field(None, min_length=1)
+    table: str | None = Field(None, pattern=NAME_PATTERN, description="Defaults to the flow name.")
+
+    @model_validator(mode="after")
+    def _upsert_needs_key(self) -> Destination:
+        if self.write == "upsert" and not self.key:
+            raise ValueError("write 'upsert' needs key: [field, ...]")
+        return self
+
+
+class Schedule(StrictModel):
+    schedule: str = Field(description="cron ('0 6 * * *') or AppFlow's rate(N minutes|hours|days)")
+    timezone: str = "UTC"
+    status: Literal["on", "off"] = "off"
+
+
+Trigger = Annotated[
+    Annotated[Literal["on_demand"], Tag("on_demand")] | Annotated[Schedule, Tag("schedule")],
+    Discriminator(lambda v: "on_demand" if isinstance(v, str) else "schedule"),
+]
+
+
+class FlowSpec(StrictModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    owners: list[str] = Field(default_factory=list)
+    source: Source
+    tasks: list[Task] = Field(default_factory=list)
+    destination: Destination = Field(default_factory=Destination)
+    trigger: Trigger = "on_demand"
+
+    @property
+    def task_specs(self) -> list[BaseModel]:
+        """The inner spec of each task (FilterSpec, MaskSpec...), in order."""
+        return [getattr(t, t.__class__.model_fields.__iter__().__next__()) for t in self.tasks]
+
+
+class ConnectionSpec(BaseModel):
+    """A named connection; the connector validates its own settings (extra keys)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    connector: str
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})

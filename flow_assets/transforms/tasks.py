@@ -1,0 +1,267 @@
+"""Apply a flow's tasks to a LazyFrame. Rows are never removed here: each row gets a status
+(null = to load, or filtered / dropped / rejected / failed) and a reason, so every record read
+is accounted for and the caller routes them with one pass over the data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import polars as pl
+
+from flow_assets.spec.models import (
+    ComputeSpec,
+    FilterSpec,
+    FilterTask,
+    FlowSpec,
+    FormatSpec,
+    MapTarget,
+    MapTask,
+    MaskSpec,
+    ValidateSpec,
+)
+from flow_assets.transforms.formatters import format_expr
+from flow_assets.transforms.masking import mask_expr
+
+STATUS = "_fb_status"
+REASON = "_fb_reason"
+FILTERED, DROPPED, REJECTED, FAILED = "filtered", "dropped", "rejected", "failed"
+
+DTYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "integer": pl.Int64(),
+    "float": pl.Float64(),
+    "boolean": pl.Boolean(),
+    "date": pl.Date(),
+    "datetime": pl.Datetime("us", "UTC"),
+}
+NUMERIC_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+CHECKS: dict[str, Callable[[pl.Expr, pl.DataType], pl.Expr]] = {
+    # True where the value passes; null passes every check but non_null.
+    "non_null": lambda c, _: c.is_not_null(),
+    "non_negative": lambda c, _: c >= 0,
+    "non_zero": lambda c, _: c != 0,
+    "numeric": lambda c, t: (
+        pl.lit(True) if t.is_numeric() else c.cast(pl.String).str.contains(NUMERIC_TEXT)
+    ),
+}
+ON_FAILURE_STATUS = {"quarantine": REJECTED, "drop": DROPPED, "fail": FAILED}
+
+
+class TaskError(ValueError):
+    """A task cannot be applied; names the flow file, the task and the field."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    read: int
+    loaded: int
+    filtered: int
+    dropped: int
+    rejected: int
+    failed: int
+
+    @classmethod
+    def count(cls, annotated: pl.LazyFrame) -> Outcome:
+        counts = dict(annotated.group_by(STATUS).agg(pl.len()).collect().iter_rows())
+
+        def get(key: str | None) -> int:
+            return int(counts.get(key, 0))
+
+        return cls(
+            read=sum(counts.values()),
+            loaded=get(None),
+            filtered=get(FILTERED),
+            dropped=get(DROPPED),
+            rejected=get(REJECTED),
+            failed=get(FAILED),
+        )
+
+    def as_metadata(self) -> dict[str, int]:
+        """read = loaded + filtered + rejected; dropped (by a validate task) counts as filtered."""
+        return {
+            "records_read": self.read,
+            "records_loaded": self.loaded,
+            "records_filtered": self.filtered + self.dropped,
+            "records_rejected": self.rejected,
+            "records_dropped_by_validation": self.dropped,
+        }
+
+
+def pushable_filters(flow: FlowSpec) -> list[FilterSpec]:
+    """Filters at the head of the task list act on source fields, so the source may apply them."""
+    leading = []
+    for task in flow.tasks:
+        if not isinstance(task, FilterTask):
+            break
+        leading.append(task.filter)
+    return leading
+
+
+def annotate(
+    lf: pl.LazyFrame,
+    flow: FlowSpec,
+    salts: Mapping[int, str] | None = None,
+    file: str = "",
+) -> pl.LazyFrame:
+    """Every task as expressions over lf, plus the STATUS and REASON columns."""
+    lf = lf.with_columns(
+        pl.lit(None, pl.String).alias(STATUS), pl.lit(None, pl.String).alias(REASON)
+    )
+    for i, (task, spec) in enumerate(zip(flow.tasks, flow.task_specs, strict=True)):
+        kind = next(iter(type(task).model_fields)).rstrip("_")
+        where = f"{file}: tasks[{i}].{kind}"
+        schema = lf.collect_schema()
+        try:
+            if isinstance(task, MapTask):
+                lf = _map(lf, task.map, schema, where)
+            elif isinstance(spec, FilterSpec):
+                kept = filter_expr(spec, schema).fill_null(False)
+                lf = _mark(lf, ~kept, FILTERED, f"{spec.field}: filter")
+            elif isinstance(spec, ComputeSpec):
+                lf = lf.with_columns(pl.sql_expr(spec.expression).alias(spec.field))
+            elif isinstance(spec, FormatSpec):
+                lf = _format(lf, spec)
+            elif isinstance(spec, MaskSpec):
+                lf = lf.with_columns(mask_expr(spec, (salts or {}).get(i)))
+            elif isinstance(spec, ValidateSpec):
+                _need(schema, spec.field, where)
+                passed = CHECKS[spec.check](pl.col(spec.field), schema[spec.field])
+                status = ON_FAILURE_STATUS[spec.on_failure]
+                lf = _mark(lf, ~passed, status, f"{spec.field}: {spec.check}")
+            lf.collect_schema()  # resolves names and types now, so errors name this task
+        except TaskError:
+            raise
+        except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
+            field = getattr(spec, "field", "")
+            raise TaskError(
+                f"{where}: cannot be applied to field '{field}': {_short(exc)}"
+            ) from None
+    return lf
+
+
+def _mark(lf: pl.LazyFrame, failed: pl.Expr, status: str, reason: str) -> pl.LazyFrame:
+    """Give rows that are still to be loaded and fail this step the status and reason."""
+    hit = pl.col(STATUS).is_null() & failed.fill_null(False)
+    return lf.with_columns(
+        pl.when(hit).then(pl.lit(status)).otherwise(pl.col(STATUS)).alias(STATUS),
+        pl.when(hit).then(pl.lit(reason)).otherwise(pl.col(REASON)).alias(REASON),
+    )
+
+
+def _need(schema: pl.Schema, field: str, where: str) -> None:
+    if field not in schema:
+        fields = [n for n in schema if n not in (STATUS, REASON)]
+        raise TaskError(f"{where}: '{field}' is not a field here; fields: {', '.join(fields)}")
+
+
+def _map(
+    lf: pl.LazyFrame, mapping: dict[str, str | MapTarget], schema: pl.Schema, where: str
+) -> pl.LazyFrame:
+    renames: dict[str, str] = {}
+    for old, target in mapping.items():
+        _need(schema, old, f"{where}.{old}")
+        new = target if isinstance(target, str) else (target.to or old)
+        if new != old and new in schema and new not in mapping:
+            raise TaskError(f"{where}.{old}: cannot rename to '{new}': that field exists already")
+        renames[old] = new
+        dtype = None if isinstance(target, str) else target.type
+        if dtype:
+            cast = _cast(pl.col(old), schema[old], DTYPES[dtype])
+            lf = _mark(lf, pl.col(old).is_not_null() & cast.is_null(), REJECTED,
+                       f"{new}: not a valid {dtype}")  # fmt: skip
+            lf = lf.with_columns(cast.alias(old))
+    return lf.rename(renames)
+
+
+def _cast(col: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    if source == pl.String() and target == pl.Datetime("us", "UTC"):
+        return col.str.to_datetime(time_zone="UTC", strict=False).dt.cast_time_unit("us")
+    if source == pl.String() and target == pl.Date():
+        return col.str.to_date(strict=False)
+    if source == pl.String() and target == pl.Boolean():
+        lowered = col.str.to_lowercase().str.strip_chars()
+        return (
+            pl.when(lowered.is_in(["true", "1", "yes"]))
+            .then(True)
+            .when(lowered.is_in(["false", "0", "no"]))
+            .then(False)
+        )
+    return col.cast(target, strict=False)
+
+
+def _format(lf: pl.LazyFrame, spec: FormatSpec) -> pl.LazyFrame:
+    target = spec.into or spec.field
+    formatted = format_expr(spec)
+    if spec.on_invalid == "quarantine":
+        invalid = pl.col(spec.field).is_not_null() & formatted.is_null()
+        lf = _mark(lf, invalid, REJECTED, f"{spec.field}: not a valid {spec.as_}")
+    return lf.with_columns(formatted.alias(target))
+
+
+def filter_expr(spec: FilterSpec, schema: pl.Schema) -> pl.Expr:
+    """True where the record is kept; comparisons with null are never true."""
+    col, op = pl.col(spec.field), spec.operator
+    if spec.field not in schema:
+        raise TaskError(f"'{spec.field}' is not a field here")
+    dtype = schema[spec.field]
+
+    def lit(value: Any) -> Any:
+        return _coerce(value, dtype, spec.field)
+
+    if op == "is_null":
+        return col.is_null()
+    if op == "is_not_null":
+        return col.is_not_null()
+    if op == "between":
+        low, high = spec.value  # type: ignore[misc]
+        return col.is_between(lit(low), lit(high))
+    if op in ("in", "not_in"):
+        values = pl.Series([lit(v) for v in spec.value], dtype=dtype)  # type: ignore[union-attr]
+        return col.is_in(values) if op == "in" else col.is_not_null() & ~col.is_in(values)
+    if op == "contains":
+        return col.cast(pl.String).str.contains(str(spec.value), literal=True)
+    value = lit(spec.value)
+    return {
+        "equal_to": col == value,
+        "not_equal_to": col != value,
+        "less_than": col < value,
+        "less_than_or_equal_to": col <= value,
+        "greater_than": col > value,
+        "greater_than_or_equal_to": col >= value,
+    }[op]
+
+
+def _coerce(value: Any, dtype: pl.DataType, field: str) -> Any:
+    """A flow file's literal as the field's type, so '2024-01-01' compares with a date."""
+    try:
+        if isinstance(dtype, pl.Datetime):
+            parsed = value if isinstance(value, datetime) else _to_datetime(value)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if dtype == pl.Date():
+            if isinstance(value, datetime):
+                return value.date()
+            return value if isinstance(value, date) else date.fromisoformat(str(value))
+        if dtype.is_numeric():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError("not a number")
+        elif dtype == pl.Boolean() and not isinstance(value, bool):
+            raise ValueError("not true or false")
+    except ValueError as exc:
+        raise TaskError(
+            f"value {value!r} cannot be compared with {field} ({dtype}): {exc}"
+        ) from None
+    return value
+
+
+def _to_datetime(value: Any) -> datetime:
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:300]
