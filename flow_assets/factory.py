@@ -26,6 +26,7 @@ DESTINATION_IO_MANAGERS = {"lake": "lake_io_manager"}
 ERROR_IO_MANAGER = "error_io_manager"
 STAGING_IO_MANAGER = "staging_io_manager"
 CURSOR = "cursor"
+FULL_REFRESH_TAG = "flowbridge/full_refresh"
 CHECK_BATCH_ROWS = 200_000
 
 
@@ -94,7 +95,9 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
         ]
         since = None
         if src.incremental:
-            since = last_cursor(context.instance, flow) or src.incremental.start
+            full_refresh = context.run.tags.get(FULL_REFRESH_TAG) == "true"
+            stored = None if full_refresh else last_cursor(context.instance, flow)
+            since = stored or src.incremental.start
         request = ReadRequest(
             object=src.object,
             fields=fields,

@@ -133,8 +133,11 @@ def annotate(
                 status = ON_FAILURE_STATUS[spec.on_failure]
                 lf = _mark(lf, ~passed, status, f"{spec.field}: {spec.check}")
             lf.collect_schema()  # resolves names and types now, so errors name this task
-        except TaskError:
-            raise
+        except TaskError as exc:
+            if str(exc).startswith(where):
+                raise
+            field = getattr(spec, "field", "")
+            raise TaskError(f"{where}: field '{field}': {exc}") from None
         except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
             field = getattr(spec, "field", "")
             raise TaskError(

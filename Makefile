@@ -1,0 +1,74 @@
+# The project's commands. Each creates or reuses .venv from the lock file first, so on a fresh
+# machine `make demo` and `make test` are the only set-up steps.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+N ?= 1000000
+UI_PORT ?= 3000
+SANDBOX_PORT ?= 8765
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+# Credentials of the bundled sandbox (not a real org); real connections read their own variables.
+export SALESFORCE_SANDBOX_CLIENT_ID ?= flowbridge-sandbox
+export SALESFORCE_SANDBOX_CLIENT_SECRET ?= sandbox-secret
+export SALESFORCE_SANDBOX_URL ?= http://127.0.0.1:$(SANDBOX_PORT)
+
+.PHONY: help install demo test bench ui lint format validate clean
+
+help:
+	@echo "make demo   - run the example flow: local Salesforce sandbox -> local lake"
+	@echo "make test   - install, start the test servers, run every test"
+	@echo "make bench  - N records (default 1,000,000) through Flowbridge and dlt"
+	@echo "make ui     - the Dagster UI on http://127.0.0.1:$(UI_PORT) (with the sandbox)"
+	@echo "make lint   - ruff"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+install: $(VENV)/.synced $(DAGSTER_HOME)/dagster.yaml
+
+$(DAGSTER_HOME)/dagster.yaml:
+	@mkdir -p $(DAGSTER_HOME)
+	@printf 'telemetry:\n  enabled: false\n' > $@
+
+demo: install
+	$(BIN)/flowbridge demo
+
+test: install
+	$(BIN)/pytest
+
+validate: install
+	$(BIN)/flowbridge validate flow_defs
+
+bench: install
+	$(BIN)/python -m bench.run --records $(N)
+
+ui: install
+	@set -m; \
+	$(BIN)/flowbridge sandbox --port $(SANDBOX_PORT) & sandbox=$$!; \
+	trap 'kill -TERM $$sandbox 2>/dev/null' EXIT; \
+	$(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf data .dagster_home

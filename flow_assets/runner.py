@@ -1,0 +1,76 @@
+"""Run a flow from a terminal (`flowbridge run`) and summarise what it moved."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from flow_assets.definitions import build_definitions
+from flow_assets.environment import Settings
+from flow_assets.factory import FULL_REFRESH_TAG, asset_key
+
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+"""
+
+
+def instance() -> dg.DagsterInstance:
+    """The project's Dagster instance (DAGSTER_HOME, default ./.dagster_home), so cursors persist."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    return dg.DagsterInstance.get()
+
+
+def run_flow(name: str, full_refresh: bool = False, settings: Settings | None = None) -> int:
+    settings = settings or Settings.from_env()
+    defs = build_definitions(settings)
+    job_name = f"{name}_job"
+    jobs = sorted(j.name.removesuffix("_job") for j in defs.resolve_all_job_defs())
+    if job_name not in {j.name for j in defs.resolve_all_job_defs()}:
+        print(
+            f"no flow named '{name}' loaded from {settings.flows_dir}; flows: {', '.join(jobs)}"
+            " (run `flowbridge validate` to see files that did not load)",
+            file=sys.stderr,
+        )
+        return 2
+    tags = {FULL_REFRESH_TAG: "true"} if full_refresh else {}
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance(), tags=tags, raise_on_error=False
+    )
+    print(summary(result, name))
+    return 0 if result.success else 1
+
+
+def records_metadata(result: dg.ExecuteInProcessResult, flow: str) -> dict[str, object]:
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization  # type: ignore[union-attr]
+        if mat.asset_key == asset_key(flow, "records"):
+            return {k: v.value for k, v in mat.metadata.items()}
+    return {}
+
+
+def summary(result: dg.ExecuteInProcessResult, flow: str) -> str:
+    meta = records_metadata(result, flow)
+    lines = [f"flow {flow}: run {result.run_id} {'succeeded' if result.success else 'FAILED'}"]
+    if meta:
+        lines.append(
+            "  records read {records_read}, loaded {records_loaded}, filtered {records_filtered}, "
+            "rejected {records_rejected}".format(**meta)
+        )
+        lines.append(f"  in the destination now: {meta.get('dagster/row_count')} records")
+        lines.append(f"  destination: {meta.get('destination')}")
+        lines.append(f"  parquet: {meta.get('parquet')}")
+        if meta.get("cursor"):
+            lines.append(f"  cursor (high-water mark): {meta['cursor']}")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure and event.step_failure_data:
+                lines.append(f"  error: {event.step_failure_data.error.message.strip()}")
+    return "\n".join(lines)

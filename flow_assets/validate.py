@@ -1,0 +1,75 @@
+"""`flowbridge validate`: every flow checked offline, then against its source when reachable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from flow_assets.connectors import connection_resource
+from flow_assets.connectors.errors import AuthError, ConnectorError, UnknownField, UnknownObject
+from flow_assets.connectors.http import TransientError
+from flow_assets.factory import build_flow
+from flow_assets.spec import FlowFileError, FlowSpec, load_project
+from flow_assets.spec.errors import Problem
+from flow_assets.spec.loading import CONNECTIONS_FILE, field_reference_problems
+
+
+@dataclass
+class Report:
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    flows_ok: list[str] = field(default_factory=list)
+
+
+def validate_project(root: Path, online: bool = True) -> Report:
+    report = Report()
+    project = load_project(root)
+    report.problems.extend(project.problems)
+    conn_file = root / CONNECTIONS_FILE
+    for name, flow in project.flows.items():
+        file = project.flow_files[name]
+        try:
+            resource = connection_resource(
+                flow.source.connection, project.connections[flow.source.connection], conn_file
+            )
+            build_flow(flow, file, project.connections[flow.source.connection])
+        except FlowFileError as exc:
+            report.problems.extend(p for p in exc.problems if p not in report.problems)
+            continue
+        problems = _online_problems(flow, file, resource, report) if online else []
+        report.problems.extend(problems)
+        if not problems:
+            report.flows_ok.append(name)
+    return report
+
+
+def _online_problems(
+    flow: FlowSpec, file: Path, resource: dg.ConfigurableResource, report: Report
+) -> list[Problem]:
+    src = flow.source
+    try:
+        with dg.build_resources(
+            {"connection": resource.model_copy(update={"max_attempts": 2})}
+        ) as r:
+            client = r.connection.open()
+            schema = client.describe(src.object)
+            fields = list(src.fields or schema.fields)
+            schema.require(fields)
+    except UnknownObject as exc:
+        return [Problem(str(file), "source.object", str(exc))]
+    except UnknownField as exc:
+        return [Problem(str(file), "source.fields", str(exc).split(": ", 1)[-1])]
+    except AuthError as exc:
+        return [Problem(str(file), "source.connection", str(exc))]
+    except TransientError as exc:
+        report.notes.append(f"{file}: not checked against the source (unreachable: {exc})")
+        return []
+    except ConnectorError as exc:
+        return [Problem(str(file), "source", str(exc))]
+    except dg.DagsterInvalidConfigError as exc:
+        detail = " ".join(str(e.message) for e in exc.errors) or str(exc)
+        report.notes.append(f"{file}: not checked against the source ({detail})")
+        return []
+    return field_reference_problems(flow, fields, str(file))
