@@ -237,13 +237,14 @@ class PageParser:
         self.object_name = object_name
         self.infos = infos
         # Dates and datetimes arrive as strings; they are parsed after reading, with a check.
-        wire = {i.name: (i.dtype if i.source_type in DTYPES and not i.dtype.is_temporal()
-                         else pl.String()) for i in infos}  # fmt: skip
+        self.wire = pl.Schema(
+            {i.name: pl.String() if i.dtype.is_temporal() else i.dtype for i in infos}
+        )
         self.envelope = {
             "totalSize": pl.Int64,
             "done": pl.Boolean,
             "nextRecordsUrl": pl.String,
-            "records": pl.List(pl.Struct(wire)),
+            "records": pl.List(pl.Struct(self.wire)),
         }
 
     def parse(self, body: bytes, number: int) -> Page:
@@ -256,11 +257,7 @@ class PageParser:
         records = envelope["records"][0]
         if records is None:
             raise MalformedResponse(f"page {number} of {self.object_name} has no 'records' list")
-        frame = (
-            records.struct.unnest()
-            if len(records)
-            else pl.DataFrame(schema={i.name: i.dtype for i in self.infos})
-        )
+        frame = records.struct.unnest() if len(records) else pl.DataFrame(schema=self.wire)
         return Page(
             number=number,
             frame=self._typed(frame, number),
