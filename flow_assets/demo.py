@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flow_assets.definitions import build_definitions
 from flow_assets.environment import Settings
-from flow_assets.runner import instance, records_metadata
+from flow_assets.runner import QUIET, instance, records_metadata
 from flow_assets.sandbox import SalesforceSandbox
 
 DEMO_FLOW = "salesforce_big_opportunities"
@@ -23,7 +23,7 @@ def run_demo(records: int = DEMO_RECORDS) -> int:
         print(f"Salesforce sandbox at {sandbox.url} ({records:,} Opportunities)")
         defs = build_definitions(settings)
         result = defs.resolve_job_def(f"{DEMO_FLOW}_job").execute_in_process(
-            instance=instance(), raise_on_error=False
+            instance=instance(), raise_on_error=False, run_config=QUIET
         )
     meta = records_metadata(result, DEMO_FLOW)
     if not result.success or not meta:

@@ -12,6 +12,7 @@ from flow_assets.definitions import build_definitions
 from flow_assets.environment import Settings
 from flow_assets.factory import FULL_REFRESH_TAG, asset_key
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
@@ -41,9 +42,13 @@ def run_flow(name: str, full_refresh: bool = False, settings: Settings | None = 
         )
         return 2
     tags = {FULL_REFRESH_TAG: "true"} if full_refresh else {}
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance(), tags=tags, raise_on_error=False
-    )
+    try:
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance(), tags=tags, raise_on_error=False, run_config=QUIET
+        )
+    except dg.DagsterInvalidConfigError as exc:
+        print(f"flow {name}: cannot start: {exc}", file=sys.stderr)
+        return 1
     print(summary(result, name))
     return 0 if result.success else 1
 
@@ -70,7 +75,21 @@ def summary(result: dg.ExecuteInProcessResult, flow: str) -> str:
         if meta.get("cursor"):
             lines.append(f"  cursor (high-water mark): {meta['cursor']}")
     if not result.success:
-        for event in result.all_events:
-            if event.is_failure and event.step_failure_data:
-                lines.append(f"  error: {event.step_failure_data.error.message.strip()}")
+        lines.extend(f"  error: {message}" for message in failure_messages(result))
     return "\n".join(lines)
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Each failed step's error, with the causes Dagster wraps around user errors unwrapped."""
+    messages = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data:
+            error = event.step_failure_data.error
+            parts = []
+            while error is not None:
+                text = error.message.strip()
+                if not text.startswith("dagster._core.errors."):
+                    parts.append(text)
+                error = error.cause or error.context
+            messages.append(" <- ".join(parts) or event.step_failure_data.error.message.strip())
+    return messages

@@ -8,6 +8,7 @@ import pytest
 
 from flow_assets.definitions import build_definitions
 from flow_assets.environment import Settings
+from flow_assets.runner import QUIET, failure_messages
 from flow_assets.sandbox import SalesforceSandbox
 
 REPO = Path(__file__).resolve().parent.parent
@@ -17,7 +18,9 @@ SANDBOX_RECORDS = 3000
 
 @pytest.fixture(scope="session")
 def sandbox():
-    with SalesforceSandbox(records=SANDBOX_RECORDS, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as sb:
+    with SalesforceSandbox(
+        records=SANDBOX_RECORDS, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as sb:
         yield sb
 
 
@@ -47,9 +50,6 @@ def instance():
         yield inst
 
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
 def run_flow(settings: Settings, instance: dg.DagsterInstance, flow: str, **tags: str):
     defs = build_definitions(settings)
     return defs.resolve_job_def(f"{flow}_job").execute_in_process(
@@ -66,6 +66,4 @@ def materialization(result, flow: str, name: str) -> dict:
 
 
 def failure_message(result) -> str:
-    return "\n".join(
-        e.step_failure_data.error.message for e in result.all_events if e.is_step_failure
-    )
+    return "\n".join(failure_messages(result))

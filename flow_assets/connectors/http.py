@@ -109,6 +109,9 @@ class HttpClient:
             self.stats.reauthentications += 1
             self.auth.refresh()
             response = self._send(method, url, kwargs)
+            if self.auth.is_expired(response):
+                # A new session can take a moment to be honoured everywhere; try again later.
+                raise TransientError(f"{method} {_path(url)}: session refused after re-login")
         if response.status_code in RETRY_STATUSES:
             raise TransientError(
                 f"{method} {_path(url)} answered {response.status_code}: "
