@@ -30,6 +30,8 @@ def validate_project(root: Path, online: bool = True) -> Report:
     conn_file = root / CONNECTIONS_FILE
     for name, flow in project.flows.items():
         file = project.flow_files[name]
+        if flow.source.connection not in project.connections:
+            continue  # connections.yaml did not load; its problems are reported already
         try:
             resource = connection_resource(
                 flow.source.connection, project.connections[flow.source.connection], conn_file
@@ -50,10 +52,8 @@ def _online_problems(
 ) -> list[Problem]:
     src = flow.source
     try:
-        with dg.build_resources(
-            {"connection": resource.model_copy(update={"max_attempts": 2})}
-        ) as r:
-            client = r.connection.open()
+        with dg.build_resources({"connection": resource}) as r:
+            client = r.connection.open(max_attempts=2)
             schema = client.describe(src.object)
             fields = list(src.fields or schema.fields)
             schema.require(fields)
@@ -64,6 +64,8 @@ def _online_problems(
     except AuthError as exc:
         return [Problem(str(file), "source.connection", str(exc))]
     except TransientError as exc:
+        if not exc.unreachable:
+            return [Problem(str(file), "source", str(exc))]
         report.notes.append(f"{file}: not checked against the source (unreachable: {exc})")
         return []
     except ConnectorError as exc:

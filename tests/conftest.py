@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from flow_assets.definitions import build_definitions
@@ -67,3 +68,8 @@ def materialization(result, flow: str, name: str) -> dict:
 
 def failure_message(result) -> str:
     return "\n".join(failure_messages(result))
+
+
+def live_opportunities(sandbox) -> "pl.DataFrame":
+    """The sandbox's truth as a SOQL query sees it: deleted records only show in queryAll."""
+    return sandbox.frame("Opportunity").filter(~pl.col("IsDeleted"))

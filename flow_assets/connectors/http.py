@@ -4,6 +4,7 @@ honouring Retry-After, with a re-authentication hook for expired tokens."""
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -57,9 +58,10 @@ class HttpStats:
 class TransientError(ConnectorError):
     """A failure that another attempt may not repeat."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, unreachable: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.unreachable = unreachable  # no answer at all, as opposed to an error answer
 
 
 @dataclass
@@ -92,15 +94,22 @@ class HttpClient:
         the attempts run out, the last error is raised with the call named.
         """
         url = self.url(path_or_url)
-        for attempt in Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(self.retry.max_attempts),
-            wait=self._wait,
-            before_sleep=self._log_retry,
-            reraise=True,
-        ):
-            with attempt:
-                return self._attempt(method, url, parse, kwargs)
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(TransientError),
+                stop=stop_after_attempt(self.retry.max_attempts),
+                wait=self._wait,
+                before_sleep=self._log_retry,
+                reraise=True,
+            ):
+                with attempt:
+                    return self._attempt(method, url, parse, kwargs)
+        except TransientError as exc:
+            if isinstance(exc.__cause__, MalformedResponse):
+                raise MalformedResponse(
+                    f"{exc} (after {self.retry.max_attempts} attempts)"
+                ) from None
+            raise
         raise AssertionError("unreachable")
 
     def _attempt(self, method: str, url: str, parse: Callable[[bytes], T], kwargs: dict) -> T:
@@ -140,7 +149,9 @@ class HttpClient:
             )
             _ = response.content  # read the body here, so a connection dropped mid-body is retried
         except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
-            raise TransientError(f"{method} {_path(url)}: {type(exc).__name__}") from exc
+            raise TransientError(
+                f"{method} {_path(url)}: {type(exc).__name__}", unreachable=True
+            ) from exc
         self.stats.bytes_received += len(response.content)
         return response
 
@@ -155,6 +166,16 @@ class HttpClient:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
         log.warning("retrying in %.1fs (attempt %d): %s", wait, state.attempt_number, exc)
+
+
+def parse_json(body: bytes) -> Any:
+    """json.loads, with a malformed body reported (and retried) as MalformedResponse."""
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise MalformedResponse(
+            f"answer is not valid JSON ({exc.msg} at character {exc.pos} of {len(body)})"
+        ) from None
 
 
 def _path(url: str) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 
 import requests
 
 from flow_assets.connectors.errors import AuthError, ConnectorError
-from flow_assets.connectors.http import HttpClient, RetryPolicy
+from flow_assets.connectors.http import HttpClient, RetryPolicy, TransientError, parse_json
 
 
 @dataclass
@@ -40,7 +39,9 @@ class OAuth2:
         with self._lock:
             client = HttpClient(self.token_url, retry=self.retry, session=self.session)
             try:
-                body = client.request("POST", self.token_url, parse=json.loads, data=self.grant)
+                body = client.request("POST", self.token_url, parse=parse_json, data=self.grant)
+            except TransientError:
+                raise  # unreachable or failing: not a verdict on the credentials
             except ConnectorError as exc:
                 raise AuthError(self._explain(exc)) from None
             if "access_token" not in body:

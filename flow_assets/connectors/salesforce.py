@@ -24,7 +24,7 @@ from flow_assets.connectors.errors import (
     RateLimitExceeded,
     UnknownObject,
 )
-from flow_assets.connectors.http import HttpClient, RetryPolicy
+from flow_assets.connectors.http import HttpClient, RetryPolicy, parse_json
 from flow_assets.connectors.oauth import OAuth2
 from flow_assets.spec.errors import did_you_mean
 from flow_assets.spec.models import FilterSpec
@@ -71,7 +71,7 @@ class SalesforceConnection(dg.ConfigurableResource):
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("client_secret", "refresh_token", "password")
 
-    def open(self) -> SalesforceClient:
+    def open(self, max_attempts: int | None = None) -> SalesforceClient:
         grant = {"grant_type": self.auth_flow, "client_id": self.client_id}
         grant["client_secret"] = self.client_secret
         if self.auth_flow == "refresh_token":
@@ -79,7 +79,7 @@ class SalesforceConnection(dg.ConfigurableResource):
         elif self.auth_flow == "password":
             grant["username"] = _required(self.username, "username", self)
             grant["password"] = _required(self.password, "password", self)
-        retry = RetryPolicy(max_attempts=self.max_attempts)
+        retry = RetryPolicy(max_attempts=max_attempts or self.max_attempts)
         session = requests.Session()
         auth = OAuth2(
             token_url=self.login_url.rstrip("/") + "/services/oauth2/token",
@@ -145,7 +145,7 @@ class SalesforceClient:
             )
         return instance.rstrip("/")
 
-    def _get(self, path: str, parse=json.loads, **kwargs: Any) -> Any:
+    def _get(self, path: str, parse=parse_json, **kwargs: Any) -> Any:
         try:
             return self.http.request("GET", self._base() + path, parse=parse, **kwargs)
         except ConnectorError as exc:

@@ -7,7 +7,7 @@ import polars as pl
 from flow_assets.destinations.lake import Lake
 from flow_assets.factory import last_cursor
 from flow_assets.spec import load_flow_file
-from tests.conftest import materialization, run_flow
+from tests.conftest import live_opportunities, materialization, run_flow
 
 FLOW = "salesforce_big_opportunities"
 
@@ -16,7 +16,7 @@ def test_example_flow_lands_every_record_accounted_for(project, instance, sf):
     result = run_flow(project, instance, FLOW)
     assert result.success
     meta = materialization(result, FLOW, "records")
-    truth = sf.frame("Opportunity").filter(pl.col("Amount") > 10_000)
+    truth = live_opportunities(sf).filter(pl.col("Amount") > 10_000)
 
     # Nothing lost: every record read is loaded, filtered or rejected, and the counts add up.
     assert meta["records_read"] == truth.height
@@ -57,7 +57,7 @@ def test_example_flow_lands_every_record_accounted_for(project, instance, sf):
 def test_second_run_reads_only_newer_records_and_changes_nothing(project, instance, sf):
     first = run_flow(project, instance, FLOW)
     cursor = materialization(first, FLOW, "records")["cursor"]
-    truth = sf.frame("Opportunity")
+    truth = live_opportunities(sf)
     assert cursor == truth["SystemModstamp"].max().isoformat().replace("+00:00", "+00:00")
 
     second = run_flow(project, instance, FLOW)
@@ -87,4 +87,4 @@ def test_cursor_stays_when_the_destination_write_fails(project, instance, sf):
     retried = run_flow(project, instance, FLOW)
     assert retried.success
     meta = materialization(retried, FLOW, "records")
-    assert meta["records_read"] == sf.frame("Opportunity").filter(pl.col("Amount") > 10_000).height
+    assert meta["records_read"] == live_opportunities(sf).filter(pl.col("Amount") > 10_000).height

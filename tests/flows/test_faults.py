@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from flow_assets.destinations.lake import Lake
-from tests.conftest import failure_message, materialization, run_flow
+from tests.conftest import failure_message, live_opportunities, materialization, run_flow
 
 FLOW = "all_opportunities"
 FLOW_FILE = """\
@@ -27,7 +27,7 @@ def paged(project):
 def assert_exact(paged, result, sf):
     assert result.success, failure_message(result)
     meta = materialization(result, FLOW, "records")
-    truth = sf.frame("Opportunity")
+    truth = live_opportunities(sf)
     assert meta["records_read"] == meta["records_loaded"] == truth.height
     loaded = Lake(paged.lake_dir).scan(FLOW).collect()
     assert loaded.height == truth.height
@@ -132,7 +132,7 @@ def test_pushdown_and_local_filter_agree(project, instance, sf):
     result = run_flow(project, instance, "contains")
     assert result.success, failure_message(result)
     meta = materialization(result, "contains", "records")
-    truth = sf.frame("Opportunity").filter(pl.col("StageName").is_in(["Closed Won", "Prospecting"]))
+    truth = live_opportunities(sf).filter(pl.col("StageName").is_in(["Closed Won", "Prospecting"]))
     assert meta["records_read"] == truth.height  # the IN filter ran in SOQL
     assert (
         meta["records_loaded"]

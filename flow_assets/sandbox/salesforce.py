@@ -1,0 +1,872 @@
+"""Local Salesforce-compatible REST API server: OAuth token endpoint, describe, SOQL
+query paging and injectable faults, for demos, tests and benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import hmac
+import io
+import json
+import logging
+import re
+import secrets
+import signal
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import polars as pl
+
+from flow_assets.sandbox import salesforce_data as data
+from flow_assets.sandbox.soql import Query, SoqlError, compile_soql, select_rows
+
+log = logging.getLogger(__name__)
+
+SANDBOX_USERNAME = "sandbox@flowbridge.local"
+SANDBOX_PASSWORD = "sandbox-password"
+FAULT_KINDS = ("429", "503", "reset", "expire_token", "malformed", "limit_exceeded")
+REQUEST_KINDS = (
+    "token",
+    "versions",
+    "resources",
+    "describe_global",
+    "sobject",
+    "describe",
+    "record",
+    "query",
+    "query_all",
+    "query_more",
+    "limits",
+    "not_found",
+)
+
+DEFAULT_BATCH_SIZE = 2000
+MIN_BATCH_SIZE = 200  # Sforce-Query-Options batchSize range, as documented
+SESSION_SECONDS = 2 * 3600  # Salesforce's default session timeout
+LOCATOR_IDLE_SECONDS = 15 * 60  # query locators expire after 15 idle minutes
+MAX_OPEN_LOCATORS = 256
+DAILY_API_REQUESTS = 5_000_000
+
+_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.3f+0000"
+_JSON = "application/json;charset=UTF-8"
+_VERSION = r"v\d+\.\d+|latest"
+_ROUTES = [
+    (re.compile(p), kind)
+    for p, kind in (
+        (r"/services/oauth2/token/?", "token"),
+        (r"/services/data/?", "versions"),
+        (rf"/services/data/(?P<v>{_VERSION})/?", "resources"),
+        (rf"/services/data/(?P<v>{_VERSION})/sobjects/?", "describe_global"),
+        (rf"/services/data/(?P<v>{_VERSION})/sobjects/(?P<obj>[^/]+)/?", "sobject"),
+        (rf"/services/data/(?P<v>{_VERSION})/sobjects/(?P<obj>[^/]+)/describe/?", "describe"),
+        (rf"/services/data/(?P<v>{_VERSION})/sobjects/(?P<obj>[^/]+)/(?P<id>[^/]+)/?", "record"),
+        (rf"/services/data/(?P<v>{_VERSION})/query/?", "query"),
+        (rf"/services/data/(?P<v>{_VERSION})/queryAll/?", "query_all"),
+        (rf"/services/data/(?P<v>{_VERSION})/(?:query|queryAll)/(?P<loc>[^/]+)/?", "query_more"),
+        (rf"/services/data/(?P<v>{_VERSION})/limits/?", "limits"),
+        (rf"/services/data/(?P<v>{_VERSION})/.*", "not_found"),
+    )
+]
+_SEASONS = ("Summer", "Winter", "Spring")  # API 31.0 was Summer '14; three releases a year
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes | memoryview = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    reset: bool = False
+
+
+@dataclass
+class _Fault:
+    kind: str
+    count: int = 1
+    path_contains: str | None = None
+    retry_after: float | None = None
+    after: int = 0
+
+
+@dataclass
+class _Cursor:
+    """An open query result: the answering rows, kept under a query locator."""
+
+    sobject: str
+    fields: list[str]
+    rows: pl.Series | None  # row positions in answer order; None = all rows in order
+    total: int
+    batch_size: int
+    version: str
+    touched: float = 0.0
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _errors(status: int, code: str, message: str, **headers: str) -> _Reply:
+    return _Reply(status, _json([{"message": message, "errorCode": code}]), headers)
+
+
+def _oauth_error(error: str, description: str) -> _Reply:
+    return _Reply(400, _json({"error": error, "error_description": description}))
+
+
+def _session_error() -> _Reply:
+    return _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
+
+
+def _not_found() -> _Reply:
+    return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+
+
+def _release_label(version: int) -> str:
+    k = version - 31
+    return f"{_SEASONS[k % 3]} '{14 + (k + 2) // 3:02d}"
+
+
+class SalesforceSandbox:
+    """A Salesforce REST API stand-in on 127.0.0.1, with deterministic data.
+
+    Opportunity holds `records` rows, Account records // 10 and Contact records // 2
+    (at least 10 each). The same seed and record count give byte-identical answers.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        records: int = 1000,
+        seed: int = 7,
+        client_id: str = "flowbridge-sandbox",
+        client_secret: str = "sandbox-secret",
+        api_version: str = "59.0",
+        ssl_context: ssl.SSLContext | None = None,
+        quiet: bool = True,
+    ) -> None:
+        if not re.fullmatch(r"\d+\.\d", api_version):
+            raise ValueError(f"api_version must look like 59.0, not {api_version!r}")
+        if not 0 <= records <= data.MAX_RECORDS:
+            raise ValueError(f"records must be between 0 and {data.MAX_RECORDS}")
+        self.records = records
+        self.seed = seed
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.api_version = api_version
+        self.quiet = quiet
+        self._requested_port = port
+        self._ssl_context = ssl_context
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._frames: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {}
+        self._frame_lock = threading.Lock()
+        self._schemas = {name: spec.field_types() for name, spec in data.OBJECTS.items()}
+        self._objects = {name.lower(): spec for name, spec in data.OBJECTS.items()}
+        self._access_tokens: dict[str, float] = {}  # token -> expiry (monotonic)
+        self._refresh_tokens: set[str] = set()
+        self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self._locator_count = 0
+        self._faults: list[_Fault] = []
+        self._stats: Counter[str] = Counter()
+        self._faults_served: Counter[str] = Counter()
+        self._api_usage = 0
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> SalesforceSandbox:
+        """Bind and serve in a daemon thread; builds the Opportunity data up front."""
+        if self._server is not None:
+            return self
+        self._load("Opportunity")  # so the first query is not also the data build
+        server = _Server(("127.0.0.1", self._requested_port), _Handler)
+        server.sandbox = self
+        server.ssl_context = self._ssl_context
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"salesforce-sandbox-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and drop open keep-alive connections."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> SalesforceSandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the sandbox is not running; call start() first")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    # --- data --------------------------------------------------------------------
+
+    def frame(self, sobject: str) -> pl.DataFrame:
+        """The typed truth behind `sobject` (Account, Contact or Opportunity)."""
+        return self._load(sobject)[0]
+
+    def _load(self, sobject: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The typed frame and its wire twin, whose datetimes are already formatted the
+        way Salesforce writes them; formatting once here keeps it out of every page."""
+        spec = self._objects.get(sobject.lower())
+        if spec is None:
+            raise KeyError(f"unknown sObject {sobject!r}; known: {sorted(data.OBJECTS)}")
+        with self._frame_lock:
+            if spec.name not in self._frames:
+                typed = data.build_frame(spec.name, self.records, self.seed)
+                stamps = [f.name for f in spec.fields if f.type == "datetime"]
+                wire = typed.with_columns(pl.col(stamps).dt.to_string(_DATETIME_FORMAT))
+                self._frames[spec.name] = (typed, wire)
+            return self._frames[spec.name]
+
+    # --- credentials -------------------------------------------------------------
+
+    def issue_access_token(self) -> str:
+        """A valid access token, as the token endpoint would issue."""
+        token = f"{data.ORG_ID[:15]}!{secrets.token_urlsafe(72)}"
+        with self._lock:
+            self._access_tokens[token] = time.monotonic() + SESSION_SECONDS
+        return token
+
+    def issue_refresh_token(self) -> str:
+        """A valid refresh token for the refresh_token grant."""
+        token = "5Aep" + secrets.token_urlsafe(64)
+        with self._lock:
+            self._refresh_tokens.add(token)
+        return token
+
+    def expire_tokens(self) -> None:
+        """Invalidate every access token issued so far (refresh tokens stay valid)."""
+        with self._lock:
+            self._access_tokens.clear()
+
+    # --- faults and stats --------------------------------------------------------
+
+    def inject(
+        self,
+        kind: str,
+        count: int = 1,
+        path_contains: str | None = None,
+        retry_after: float | None = None,
+        after: int = 0,
+    ) -> None:
+        """Make the next `count` matching requests (after letting `after` pass) fail.
+
+        `path_contains` is matched against the request path without a trailing slash,
+        plus "?query" if there is one, so "/query/" hits only queryMore pages.
+        """
+        kind = str(kind)
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; choose from {FAULT_KINDS}")
+        if not isinstance(count, int) or count < 1:
+            raise ValueError("count must be a positive integer")
+        if not isinstance(after, int) or after < 0:
+            raise ValueError("after must be a non-negative integer")
+        if retry_after is not None and (
+            not isinstance(retry_after, int | float) or retry_after < 0
+        ):
+            raise ValueError("retry_after must be a non-negative number of seconds")
+        with self._lock:
+            self._faults.append(_Fault(kind, count, path_contains, retry_after, after))
+
+    def reset_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def pending_faults(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(f) for f in self._faults]
+
+    def stats(self) -> dict[str, Any]:
+        """Requests received per kind (token, query, query_more, describe, ...), their
+        total, and faults served per fault kind."""
+        with self._lock:
+            counts: dict[str, Any] = {kind: self._stats[kind] for kind in REQUEST_KINDS}
+            counts["requests"] = sum(self._stats.values())
+            counts["faults"] = {kind: self._faults_served[kind] for kind in FAULT_KINDS}
+            counts["faults_served"] = sum(self._faults_served.values())
+            return counts
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._stats.clear()
+            self._faults_served.clear()
+
+    def _take_fault(self, target: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.path_contains and fault.path_contains not in target:
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
+                fault.count -= 1
+                if fault.count == 0:
+                    self._faults.remove(fault)
+                self._faults_served[fault.kind] += 1
+                return fault
+        return None
+
+    # --- request handling --------------------------------------------------------
+
+    def _respond(
+        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
+    ) -> _Reply:
+        parts = urlsplit(raw_path)
+        path = parts.path
+        if path.startswith("/__sandbox/"):
+            return self._admin(method, path, body)
+        kind, match = "not_found", None
+        for pattern, route_kind in _ROUTES:
+            match = pattern.fullmatch(path)
+            if match:
+                kind = route_kind
+                break
+        with self._lock:
+            self._stats[kind] += 1
+        target = path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
+        fault = self._take_fault(target)
+        if fault is not None and fault.kind != "malformed":
+            return self._fault_reply(fault)
+        reply = self._route(kind, match, method, parts.query, headers, body)
+        if fault is not None:  # malformed: a 200 whose JSON stops half way
+            cut = reply.body[: max(1, len(reply.body) // 2)] if reply.body else b'{"records":['
+            return _Reply(200, cut, {"Content-Type": _JSON})
+        return reply
+
+    def _fault_reply(self, fault: _Fault) -> _Reply:
+        if fault.kind == "reset":
+            return _Reply(0, reset=True)
+        if fault.kind == "expire_token":
+            self.expire_tokens()
+            return _session_error()
+        if fault.kind == "limit_exceeded":
+            return _errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        retry = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+        if fault.kind == "503":
+            return _errors(503, "SERVER_UNAVAILABLE", "Server unavailable", **retry)
+        seconds = "1" if fault.retry_after is None else f"{fault.retry_after:g}"
+        return _errors(
+            429,
+            "REQUEST_LIMIT_EXCEEDED",
+            f"Too many requests. Retry after {seconds} seconds.",
+            **{"Retry-After": seconds},
+        )
+
+    def _route(
+        self,
+        kind: str,
+        match: re.Match[str] | None,
+        method: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> _Reply:
+        if kind == "token":
+            if method != "POST":
+                return _oauth_error("invalid_request", "must use HTTP POST")
+            return self._token(query, headers, body)
+        if kind == "not_found" and match is None:
+            return _not_found()
+        if method not in ("GET", "HEAD"):
+            return _errors(
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"HTTP Method '{method}' not allowed. Allowed are GET,HEAD",
+            )
+        if kind == "versions":
+            return _Reply(200, _json(self._versions()))
+        if not self._authorized(headers):
+            return _session_error()
+        assert match is not None
+        with self._lock:
+            self._api_usage += 1
+            usage = f"api-usage={self._api_usage}/{DAILY_API_REQUESTS}"
+        version = match["v"]
+        version = self.api_version if version == "latest" else version[1:]
+        reply = self._data(kind, match, version, parse_qs(query), headers)
+        reply.headers["Sforce-Limit-Info"] = usage
+        return reply
+
+    def _data(
+        self,
+        kind: str,
+        match: re.Match[str],
+        version: str,
+        params: dict[str, list[str]],
+        headers: Mapping[str, str],
+    ) -> _Reply:
+        if kind == "resources":
+            base = f"/services/data/v{version}"
+            names = ("limits", "query", "queryAll", "sobjects")
+            return _Reply(200, _json({name: f"{base}/{name}" for name in names}))
+        if kind == "describe_global":
+            return _Reply(200, _json(self._describe_global(version)))
+        if kind == "limits":
+            return _Reply(200, _json(self._limits()))
+        if kind in ("sobject", "describe", "record"):
+            spec = self._objects.get(unquote(match["obj"]).lower())
+            if spec is None:
+                return _not_found()
+            if kind == "sobject":
+                entry = data.global_entry(spec, version)
+                return _Reply(200, _json({"objectDescribe": entry, "recentItems": []}))
+            if kind == "describe":
+                return _Reply(200, _json(data.describe(spec, version)))
+            return self._record(spec, unquote(match["id"]), params, version)
+        if kind in ("query", "query_all"):
+            return self._query(params, headers, version, include_deleted=kind == "query_all")
+        if kind == "query_more":
+            return self._query_more(unquote(match["loc"]), headers)
+        return _not_found()
+
+    # --- auth ----------------------------------------------------------------------
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        scheme, _, token = (headers.get("Authorization") or "").strip().partition(" ")
+        if scheme.lower() not in ("bearer", "oauth") or not token:
+            return False
+        with self._lock:
+            expiry = self._access_tokens.get(token.strip())
+            if expiry is not None and expiry < time.monotonic():
+                del self._access_tokens[token.strip()]
+                return False
+            return expiry is not None
+
+    def _token(self, query: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+        # Salesforce reads the parameters from the form body or the query string.
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        params |= {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        client_id, client_secret = params.get("client_id"), params.get("client_secret")
+        scheme, _, credentials = (headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() == "basic" and credentials:
+            try:
+                decoded = base64.b64decode(credentials.strip()).decode()
+            except ValueError:
+                return _oauth_error("invalid_client", "invalid client credentials")
+            basic_id, _, basic_secret = decoded.partition(":")
+            client_id, client_secret = unquote(basic_id), unquote(basic_secret)
+        grant = params.get("grant_type")
+        if grant not in ("client_credentials", "password", "refresh_token"):
+            return _oauth_error("unsupported_grant_type", "grant type not supported")
+        if client_id != self.client_id:
+            return _oauth_error("invalid_client_id", "client identifier invalid")
+        if client_secret is None or not hmac.compare_digest(client_secret, self.client_secret):
+            return _oauth_error("invalid_client", "invalid client credentials")
+        if grant == "refresh_token":
+            with self._lock:
+                known = params.get("refresh_token") in self._refresh_tokens
+            if not known:
+                return _oauth_error("invalid_grant", "expired access/refresh token")
+            return self._token_reply(refresh=False, scope="api refresh_token")
+        if grant == "password":
+            if params.get("username") != SANDBOX_USERNAME or params.get("password") != (
+                SANDBOX_PASSWORD
+            ):
+                return _oauth_error("invalid_grant", "authentication failure")
+            return self._token_reply(refresh=True, scope="api refresh_token")
+        return self._token_reply(refresh=False, scope="api")
+
+    def _token_reply(self, *, refresh: bool, scope: str) -> _Reply:
+        issued_at = str(int(time.time() * 1000))
+        identity = f"{self.url}/id/{data.ORG_ID}/{data.USER_ID}"
+        # As documented: HMAC-SHA256 of id + issued_at keyed with the client secret.
+        digest = hmac.new(
+            self.client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256
+        ).digest()
+        answer: dict[str, str] = {"access_token": self.issue_access_token()}
+        if refresh:
+            answer["refresh_token"] = self.issue_refresh_token()
+        answer |= {
+            "signature": base64.b64encode(digest).decode(),
+            "scope": scope,
+            "instance_url": self.url,
+            "id": identity,
+            "token_type": "Bearer",
+            "issued_at": issued_at,
+        }
+        no_store = "no-cache,must-revalidate,max-age=0,no-store,private"
+        return _Reply(200, _json(answer), {"Cache-Control": no_store})
+
+    # --- resources -------------------------------------------------------------------
+
+    def _versions(self) -> list[dict[str, str]]:
+        latest = int(float(self.api_version))
+        return [
+            {"label": _release_label(v), "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
+            for v in range(31, latest + 1)
+        ]
+
+    def _describe_global(self, version: str) -> dict[str, Any]:
+        return {
+            "encoding": "UTF-8",
+            "maxBatchSize": 200,
+            "sobjects": [data.global_entry(data.OBJECTS[n], version) for n in sorted(data.OBJECTS)],
+        }
+
+    def _limits(self) -> dict[str, Any]:
+        with self._lock:
+            used = self._api_usage
+        return {
+            "DailyApiRequests": {"Max": DAILY_API_REQUESTS, "Remaining": DAILY_API_REQUESTS - used},
+            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+            "DataStorageMB": {"Max": 1024, "Remaining": 1024},
+            "FileStorageMB": {"Max": 1024, "Remaining": 1024},
+        }
+
+    def _record(
+        self, spec: data.ObjectSpec, record_id: str, params: dict[str, list[str]], version: str
+    ) -> _Reply:
+        row = data.record_number(record_id, spec.key_prefix)
+        frame = self.frame(spec.name)
+        if row is None or row >= frame.height or len(record_id) not in (15, 18):
+            return _not_found()
+        if len(record_id) == 18 and frame["Id"][row].lower() != record_id.lower():
+            return _not_found()
+        names = [f.name for f in spec.fields]
+        if "fields" in params:
+            lookup = {n.lower(): n for n in names}
+            wanted = [f.strip() for f in params["fields"][0].split(",") if f.strip()]
+            unknown = [f for f in wanted if f.lower() not in lookup]
+            if unknown:
+                return _errors(
+                    400,
+                    "INVALID_FIELD",
+                    f"No such column '{unknown[0]}' on sobject of type {spec.name}",
+                )
+            names = [lookup[f.lower()] for f in wanted]
+        cursor = _Cursor(spec.name, names, pl.Series([row], dtype=pl.UInt32), 1, 1, version)
+        return _Reply(200, self._records_json(cursor, 0, 1)[1:-1])
+
+    # --- queries ---------------------------------------------------------------------
+
+    def _query(
+        self,
+        params: dict[str, list[str]],
+        headers: Mapping[str, str],
+        version: str,
+        *,
+        include_deleted: bool,
+    ) -> _Reply:
+        soql = (params.get("q") or [""])[0]
+        if not soql.strip():
+            return _errors(400, "MALFORMED_QUERY", "A query string has to be specified")
+        try:
+            query: Query = compile_soql(soql, self._schemas)
+        except SoqlError as exc:
+            return _errors(400, exc.error_code, exc.message)
+        frame = self.frame(query.sobject)
+        rows = select_rows(query, frame, include_deleted=include_deleted)
+        total = frame.height if rows is None else rows.len()
+        if query.is_count:
+            return _Reply(200, _json({"totalSize": total, "done": True, "records": []}))
+        batch = self._batch_size(headers) or DEFAULT_BATCH_SIZE
+        cursor = _Cursor(query.sobject, query.fields, rows, total, batch, version)
+        locator = self._open_cursor(cursor) if total > batch else ""
+        return self._page(cursor, locator, 0, batch)
+
+    def _query_more(self, locator_offset: str, headers: Mapping[str, str]) -> _Reply:
+        locator, _, offset = locator_offset.rpartition("-")
+        with self._lock:
+            self._expire_cursors()
+            cursor = self._cursors.get(locator)
+            if cursor is not None:
+                cursor.touched = time.monotonic()
+                self._cursors.move_to_end(locator)
+        if cursor is None or not offset.isdigit() or int(offset) > cursor.total:
+            return _errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        batch = self._batch_size(headers) or cursor.batch_size
+        return self._page(cursor, locator, int(offset), batch)
+
+    @staticmethod
+    def _batch_size(headers: Mapping[str, str]) -> int | None:
+        options = headers.get("Sforce-Query-Options") or ""
+        m = re.search(r"batchSize\s*=\s*(\d+)", options, re.IGNORECASE)
+        if m is None:
+            return None
+        return min(max(int(m.group(1)), MIN_BATCH_SIZE), DEFAULT_BATCH_SIZE)
+
+    def _open_cursor(self, cursor: _Cursor) -> str:
+        cursor.touched = time.monotonic()
+        with self._lock:
+            self._expire_cursors()
+            self._locator_count += 1
+            # Counter-based, so two sandboxes with the same seed answer the same bytes.
+            locator = data.record_id("01g", self._locator_count)
+            self._cursors[locator] = cursor
+            while len(self._cursors) > MAX_OPEN_LOCATORS:
+                self._cursors.popitem(last=False)
+        return locator
+
+    def _expire_cursors(self) -> None:
+        deadline = time.monotonic() - LOCATOR_IDLE_SECONDS
+        while self._cursors:
+            locator, oldest = next(iter(self._cursors.items()))
+            if oldest.touched >= deadline:
+                break
+            del self._cursors[locator]
+
+    def _page(self, cursor: _Cursor, locator: str, start: int, batch: int) -> _Reply:
+        end = min(start + batch, cursor.total)
+        done = end >= cursor.total
+        head = f'{{"totalSize":{cursor.total},"done":{"true" if done else "false"},'
+        if not done:
+            head += f'"nextRecordsUrl":"/services/data/v{cursor.version}/query/{locator}-{end}",'
+        body = self._records_json(cursor, start, end, (head + '"records":').encode(), b"}")
+        return _Reply(200, body)
+
+    def _records_json(
+        self, cursor: _Cursor, start: int, end: int, prefix: bytes = b"", suffix: bytes = b""
+    ) -> memoryview:
+        """Records `start`..`end` of the cursor as a JSON array, serialised by Polars
+        between `prefix` and `suffix` into one buffer (pages are megabytes: no copies)."""
+        wire = self._load(cursor.sobject)[1]
+        needed = ["Id", *(f for f in cursor.fields if f != "Id")]
+        if cursor.rows is None:
+            page = wire.select(needed).slice(start, end - start)
+        else:
+            page = wire.select(pl.col(needed).gather(cursor.rows.slice(start, end - start)))
+        url = f"/services/data/v{cursor.version}/sobjects/{cursor.sobject}/"
+        attributes = pl.struct(
+            pl.lit(cursor.sobject).alias("type"),
+            pl.concat_str([pl.lit(url), pl.col("Id")]).alias("url"),
+        )
+        buf = io.BytesIO()
+        buf.write(prefix)
+        page.select(attributes.alias("attributes"), *cursor.fields).write_json(buf)
+        buf.write(suffix)
+        return buf.getbuffer()
+
+    # --- admin API ---------------------------------------------------------------------
+
+    def _admin(self, method: str, path: str, body: bytes) -> _Reply:
+        route = (method, path.rstrip("/"))
+        if route == ("GET", "/__sandbox/stats"):
+            return _Reply(200, _json(self.stats()))
+        if route == ("DELETE", "/__sandbox/stats"):
+            self.reset_stats()
+            return _Reply(200, _json(self.stats()))
+        if route == ("GET", "/__sandbox/faults"):
+            return _Reply(200, _json({"faults": self.pending_faults()}))
+        if route == ("DELETE", "/__sandbox/faults"):
+            self.reset_faults()
+            return _Reply(200, _json({"faults": []}))
+        if route == ("POST", "/__sandbox/faults"):
+            try:
+                spec = json.loads(body or b"{}")
+                for item in spec if isinstance(spec, list) else [spec]:
+                    allowed = {"kind", "count", "path_contains", "retry_after", "after"}
+                    if not isinstance(item, dict) or not set(item) <= allowed:
+                        raise ValueError(f"a fault takes the keys {sorted(allowed)}")
+                    self.inject(**item)
+            except (ValueError, TypeError) as exc:
+                return _Reply(400, _json({"error": str(exc)}))
+            return _Reply(201, _json({"faults": self.pending_faults()}))
+        if route == ("POST", "/__sandbox/refresh_token"):
+            return _Reply(201, _json({"refresh_token": self.issue_refresh_token()}))
+        return _Reply(404, _json({"error": f"no admin route {method} {path}"}))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    sandbox: SalesforceSandbox
+    ssl_context: ssl.SSLContext | None = None
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        conn = request
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                # Handshake here, in the connection's thread, not in the accept loop.
+                conn = self.ssl_context.wrap_socket(request, server_side=True)
+            with self._connections_lock:
+                self._connections.add(conn)
+            self.RequestHandlerClass(conn, client_address, self)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(conn)
+            if conn is not request:
+                conn.close()
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients dropping connections (and the reset fault) are routine here.
+        if not self.sandbox.quiet:
+            log.exception("error while serving %s", client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FlowbridgeSalesforceSandbox/1.0"
+    timeout = 300  # idle keep-alive connections are closed after this
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
+
+    def _serve(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True  # cannot tell where the next request starts
+            self._send(_errors(400, "MALFORMED_REQUEST", "invalid Content-Length header"))
+            return
+        body = self.rfile.read(length) if length > 0 else b""
+        sandbox = self.server.sandbox
+        try:
+            reply = sandbox._respond(self.command, self.path, self.headers, body)
+        except Exception:
+            log.exception("sandbox failed on %s %s", self.command, self.path.split("?")[0])
+            reply = _errors(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred.")
+        if reply.reset:
+            self._reset()
+            return
+        self._send(reply)
+
+    def _send(self, reply: _Reply) -> None:
+        headers = {"Date": formatdate(usegmt=True), "Content-Type": _JSON}
+        headers |= reply.headers
+        headers["Content-Length"] = str(len(reply.body))
+        if self.close_connection:
+            headers["Connection"] = "close"
+        phrase = HTTPStatus(reply.status).phrase
+        lines = [f"HTTP/1.1 {reply.status} {phrase}", *(f"{k}: {v}" for k, v in headers.items())]
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if self.command != "HEAD":
+            # A separate write rather than a megabyte copy; TCP_NODELAY (set on accept)
+            # keeps the short head from waiting for an ACK.
+            self.wfile.write(reply.body)
+        if not self.server.sandbox.quiet:
+            log.info(
+                "%s %s -> %d (%d bytes)",
+                self.command,
+                self.path.split("?")[0],
+                reply.status,
+                len(reply.body),
+            )
+
+    def _reset(self) -> None:
+        """Drop the connection with a TCP RST instead of answering."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            linger = struct.pack("ii", 1, 0)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        # The buffered reader holds the socket open too; close both so the kernel
+        # actually drops it, with linger 0 meaning RST rather than FIN. (The writer
+        # is unbuffered and holds no reference.)
+        with contextlib.suppress(OSError):
+            self.rfile.close()
+        self.connection.close()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Only protocol-level problems reach here; requests are logged in _send without
+        # query strings, and nothing logs headers (tokens) or bodies (secrets).
+        if not self.server.sandbox.quiet:
+            # A rejected request line may carry credentials in its query string.
+            message = re.sub(r"\?[^\s\"']*", "?...", format % args)
+            log.warning("%s - %s", self.address_string(), message)
+
+
+def serve_forever_cli(argv: list[str] | None = None) -> int:
+    """Run a sandbox in the foreground until SIGINT or SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flow_assets.sandbox",
+        description="Local Salesforce-compatible REST API with deterministic data.",
+    )
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--records", type=int, default=1000, help="Opportunity records")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--api-version", default="59.0")
+    parser.add_argument("--client-id", default="flowbridge-sandbox")
+    parser.add_argument("--client-secret", default="sandbox-secret")
+    parser.add_argument("--tls-cert", help="PEM certificate chain; serves https with --tls-key")
+    parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    parser.add_argument("--verbose", action="store_true", help="log each request")
+    args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    context = None
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    sandbox = SalesforceSandbox(
+        port=args.port,
+        records=args.records,
+        seed=args.seed,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        api_version=args.api_version,
+        ssl_context=context,
+        quiet=not args.verbose,
+    )
+    try:
+        sandbox.start()
+        print(f"Salesforce sandbox listening on {sandbox.url}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sandbox.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
