@@ -21,13 +21,14 @@ export SALESFORCE_SANDBOX_CLIENT_ID ?= flowbridge-sandbox
 export SALESFORCE_SANDBOX_CLIENT_SECRET ?= sandbox-secret
 export SALESFORCE_SANDBOX_URL ?= http://127.0.0.1:$(SANDBOX_PORT)
 
-.PHONY: help install demo test bench ui lint format validate clean
+.PHONY: help install demo test bench ui notebook lint format validate clean
 
 help:
 	@echo "make demo   - run the example flow: local Salesforce sandbox -> local lake"
 	@echo "make test   - install, start the test servers, run every test"
 	@echo "make bench  - N records (default 1,000,000) through Flowbridge and dlt"
 	@echo "make ui     - the Dagster UI on http://127.0.0.1:$(UI_PORT) (with the sandbox)"
+	@echo "make notebook - Jupyter on notebooks/ (run make demo first)"
 	@echo "make lint   - ruff"
 
 $(UV):
@@ -61,6 +62,9 @@ ui: install
 	$(BIN)/flowbridge sandbox --port $(SANDBOX_PORT) & sandbox=$$!; \
 	trap 'kill -TERM $$sandbox 2>/dev/null' EXIT; \
 	$(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
+
+notebook: install
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser notebooks/explore_opportunities.ipynb
 
 lint: install
 	$(BIN)/ruff check .
