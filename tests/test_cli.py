@@ -104,3 +104,21 @@ def test_unreachable_source_is_a_note_not_an_error(project, capsys, monkeypatch)
     code, output = validate(project, capsys)
     assert code == 0, output
     assert "not checked against the source (unreachable" in output
+
+
+def test_run_prints_counts_and_fails_clearly(project, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FLOWBRIDGE_FLOWS_DIR", str(project.flows_dir))
+    monkeypatch.setenv("FLOWBRIDGE_DATA_DIR", str(project.data_dir))
+    assert main(["run", "salesforce_big_opportunities"]) == 0
+    out = capsys.readouterr().out
+    assert "flow salesforce_big_opportunities: run" in out and "succeeded" in out
+    assert "records read " in out and "cursor (high-water mark): 2025-" in out
+
+    assert main(["run", "salesforce_big_opportunity"]) == 2
+    assert "no flow named 'salesforce_big_opportunity'" in capsys.readouterr().err
+
+    monkeypatch.setenv("SALESFORCE_SANDBOX_CLIENT_SECRET", "nope")
+    assert main(["run", "salesforce_big_opportunities", "--full-refresh"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "authentication failed" in out and "nope" not in out
