@@ -29,6 +29,7 @@ from flow_assets.spec.models import (
     Schedule,
     Source,
     ValidateSpec,
+    task_kind,
 )
 
 CONNECTIONS_FILE = "connections.yaml"
@@ -280,8 +281,8 @@ def field_reference_problems(flow: FlowSpec, source_fields: list[str], file: str
 
     for i, task in enumerate(flow.tasks):
         spec = flow.task_specs[i]
-        kind = next(iter(type(task).model_fields))
-        where = f"tasks[{i}].{kind.rstrip('_')}"
+        kind = task_kind(task)
+        where = f"tasks[{i}].{kind}"
         if isinstance(task, MapTask):
             for old, target in task.map.items():
                 need(old, f"{where}.{old}")

@@ -170,6 +170,11 @@ class ValidateTask(StrictModel):
 TASK_KINDS = ("map", "filter", "compute", "format", "mask", "validate")
 
 
+def task_kind(task: BaseModel) -> str:
+    """'filter', 'map', ... as written in the flow file."""
+    return next(iter(type(task).model_fields)).rstrip("_")
+
+
 def _task_kind(value: Any) -> str | None:
     if isinstance(value, dict) and len(value) == 1:
         return next(iter(value))
@@ -230,7 +235,7 @@ class FlowSpec(StrictModel):
     @property
     def task_specs(self) -> list[BaseModel]:
         """The inner spec of each task (FilterSpec, MaskSpec...), in order."""
-        return [getattr(t, t.__class__.model_fields.__iter__().__next__()) for t in self.tasks]
+        return [getattr(t, next(iter(type(t).model_fields))) for t in self.tasks]
 
 
 class ConnectionSpec(BaseModel):

@@ -21,6 +21,7 @@ from flow_assets.spec.models import (
     MapTask,
     MaskSpec,
     ValidateSpec,
+    task_kind,
 )
 from flow_assets.transforms.formatters import format_expr
 from flow_assets.transforms.masking import mask_expr
@@ -112,7 +113,7 @@ def annotate(
         pl.lit(None, pl.String).alias(STATUS), pl.lit(None, pl.String).alias(REASON)
     )
     for i, (task, spec) in enumerate(zip(flow.tasks, flow.task_specs, strict=True)):
-        kind = next(iter(type(task).model_fields)).rstrip("_")
+        kind = task_kind(task)
         where = f"{file}: tasks[{i}].{kind}"
         schema = lf.collect_schema()
         try:
