@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import queue
-import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Literal
 
 import dagster as dg
@@ -26,6 +22,8 @@ from flow_assets.connectors.errors import (
 )
 from flow_assets.connectors.http import HttpClient, RetryPolicy, parse_json
 from flow_assets.connectors.oauth import OAuth2
+from flow_assets.connectors.prefetch import prefetched
+from flow_assets.connectors.salesforce_soql import build_soql, can_push_down
 from flow_assets.spec.errors import did_you_mean
 from flow_assets.spec.models import FilterSpec
 
@@ -205,7 +203,7 @@ class SalesforceClient:
         parser = PageParser(request.object, infos)
         headers = {"Sforce-Query-Options": f"batchSize={page_size}"}
         first = (f"{self.data_path}/query/", {"q": soql})
-        yield from _prefetched(self._pages(first, parser, headers))
+        yield from (page.frame for page in prefetched(self._pages(first, parser, headers)))
 
     def _pages(self, first: tuple[str, dict], parser: PageParser, headers: dict) -> Iterator[Page]:
         path, params = first
@@ -321,146 +319,3 @@ def _fits(value: Any, info: FieldInfo) -> bool:
     if info.dtype == pl.Float64():
         return isinstance(value, int | float) and not isinstance(value, bool)
     return isinstance(value, str)
-
-
-def _prefetched(pages: Iterator[Page], depth: int = 2) -> Iterator[pl.DataFrame]:
-    """Fetch the next pages on a worker thread while the caller handles the current one."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def work() -> None:
-        try:
-            for page in pages:
-                if stop.is_set():
-                    return
-                buffer.put(page)
-            buffer.put(end)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            buffer.put(exc)
-
-    worker = threading.Thread(target=work, name="salesforce-pages", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is end:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item.frame
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a worker waiting on a full queue
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                worker.join(0.05)
-
-
-# --- SOQL -------------------------------------------------------------------------------------
-
-SOQL_OPERATORS = {
-    "equal_to": "=",
-    "not_equal_to": "!=",
-    "less_than": "<",
-    "less_than_or_equal_to": "<=",
-    "greater_than": ">",
-    "greater_than_or_equal_to": ">=",
-}
-_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-
-
-def build_soql(request: ReadRequest, schema: ObjectSchema) -> str:
-    """SELECT the fields, WHERE the pushed-down filters and the cursor, ORDER BY the cursor."""
-    for name in [request.object, *request.fields]:
-        if not _IDENT.match(name):
-            raise ConnectorError(f"'{name}' is not a valid Salesforce name")
-    conditions = [soql_condition(f, schema.fields[f.field]) for f in request.filters]
-    if request.cursor_field and request.cursor_after is not None:
-        info = schema.fields[request.cursor_field]
-        conditions.append(f"{info.name} > {soql_literal(request.cursor_after, info)}")
-    soql = f"SELECT {', '.join(request.fields)} FROM {request.object}"
-    if conditions:
-        soql += " WHERE " + " AND ".join(conditions)
-    if request.cursor_field:
-        soql += f" ORDER BY {request.cursor_field} ASC"
-    return soql
-
-
-def can_push_down(spec: FilterSpec, info: FieldInfo) -> bool:
-    """Whether SOQL evaluates this filter exactly as the local Polars filter does."""
-    if not info.filterable or info.source_type in ("textarea", "base64", "encryptedstring"):
-        return False
-    # SOQL's LIKE is case-insensitive; the local 'contains' is not, so it stays local.
-    return spec.operator != "contains"
-
-
-def soql_condition(spec: FilterSpec, info: FieldInfo) -> str:
-    name, op, value = info.name, spec.operator, spec.value
-    if op in SOQL_OPERATORS:
-        return f"{name} {SOQL_OPERATORS[op]} {soql_literal(value, info)}"
-    if op == "between":
-        low, high = value  # type: ignore[misc]
-        return f"({name} >= {soql_literal(low, info)} AND {name} <= {soql_literal(high, info)})"
-    if op in ("in", "not_in"):
-        items = ", ".join(soql_literal(v, info) for v in value)  # type: ignore[union-attr]
-        return f"{name} {'IN' if op == 'in' else 'NOT IN'} ({items})"
-    if op == "is_null":
-        return f"{name} = null"
-    if op == "is_not_null":
-        return f"{name} != null"
-    raise ConnectorError(f"filter operator '{op}' cannot be written in SOQL")
-
-
-def soql_literal(value: Any, info: FieldInfo) -> str:
-    """A SOQL literal for a value compared with this field, escaped as Salesforce documents."""
-    kind = info.source_type
-    if value is None:
-        return "null"
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            raise ConnectorError(f"{info.name} is a boolean field; compare it with true or false")
-        return "true" if value else "false"
-    if kind in ("int", "long", "double", "currency", "percent"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConnectorError(f"{info.name} is a {kind} field; compare it with a number")
-        return repr(value) if isinstance(value, float) else str(value)
-    if kind == "date":
-        return _as_date(value, info).isoformat()
-    if kind == "datetime":
-        return _as_datetime(value, info).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    return "'" + _escape(str(value)) + "'"
-
-
-def _escape(text: str) -> str:
-    out = text.replace("\\", "\\\\").replace("'", "\\'").replace('"', '\\"')
-    return out.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-
-
-def _as_date(value: Any, info: FieldInfo) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise ConnectorError(f"{info.name} is a date field; compare it with YYYY-MM-DD") from None
-
-
-def _as_datetime(value: Any, info: FieldInfo) -> datetime:
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, date):
-        parsed = datetime(value.year, value.month, value.day)
-    else:
-        try:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise ConnectorError(
-                f"{info.name} is a datetime field; compare it with an ISO 8601 timestamp"
-            ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)

@@ -9,7 +9,8 @@ from polars.testing import assert_frame_equal
 
 from flow_assets.connectors.base import FieldInfo, ReadRequest
 from flow_assets.connectors.errors import ConnectorError, UnknownObject
-from flow_assets.connectors.salesforce import SalesforceConnection, build_soql, soql_literal
+from flow_assets.connectors.salesforce import SalesforceConnection
+from flow_assets.connectors.salesforce_soql import build_soql, soql_literal
 from flow_assets.spec.models import FilterSpec
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 
