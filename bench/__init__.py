@@ -1,0 +1,1 @@
+"""`make bench`: the same Salesforce records through Flowbridge and two dlt pipelines."""
