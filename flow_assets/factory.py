@@ -12,22 +12,23 @@ from dagster import AssetExecutionContext
 from flow_assets.connectors import resource_key
 from flow_assets.connectors.base import ReadRequest
 from flow_assets.connectors.errors import ConnectorError
-from flow_assets.destinations.staging import PageStream, StagingArea, table_schema
+from flow_assets.destinations.staging import PageStream, StagingArea, read_batches
 from flow_assets.schedules import ScheduleError, to_cron
 from flow_assets.spec.env import resolve
 from flow_assets.spec.errors import FlowFileError, did_you_mean
 from flow_assets.spec.loading import field_reference_problems
 from flow_assets.spec.models import ConnectionSpec, FlowSpec, MaskSpec, Schedule
-from flow_assets.transforms import REASON, STATUS, Outcome, TaskError, annotate, pushable_filters
-from flow_assets.transforms.tasks import FAILED
-from flow_assets.transforms.validation import check_records, masked_fields, schema_for
+from flow_assets.transforms import REASON, STATUS, Tally, TaskError, annotate, pushable_filters
+from flow_assets.transforms.tasks import REJECTED
+from flow_assets.transforms.validation import CheckReport, SchemaCheck, masked_fields, schema_for
 
 DESTINATION_IO_MANAGERS = {"lake": "lake_io_manager"}
 ERROR_IO_MANAGER = "error_io_manager"
 STAGING_IO_MANAGER = "staging_io_manager"
 CURSOR = "cursor"
 FULL_REFRESH_TAG = "flowbridge/full_refresh"
-CHECK_BATCH_ROWS = 200_000
+BATCH_ROWS = 50_000  # records in memory at once while transforming
+REJECT_COLUMNS = {"_fb_run_id": pl.String(), "_fb_rejected_at": pl.Datetime("us", "UTC")}
 
 
 def asset_key(flow: FlowSpec | str, name: str) -> dg.AssetKey:
@@ -193,49 +194,68 @@ def _transform_multi_asset(
     def transform(context: AssetExecutionContext, extracted: pl.LazyFrame):
         staging: StagingArea = context.resources.staging
         started = time.monotonic()
+        salts = _salts(flow, file)
+        key = (dest.key or ["Id"])[0]
         try:
-            annotated_lf = annotate(extracted, flow, _salts(flow, file), str(file))
-            staging.sink(annotated_lf, flow.name, "annotated")
+            # Planning on an empty frame names a bad task before any data moves.
+            out_schema = annotate(pl.LazyFrame(schema=extracted.collect_schema()), flow, salts,
+                                  str(file)).collect_schema()  # fmt: skip
         except TaskError as exc:
             raise dg.Failure(str(exc)) from None
-        except pl.exceptions.PolarsError as exc:
-            raise dg.Failure(f"{file}: tasks: {str(exc).splitlines()[0][:300]}") from None
-        annotated = staging.scan(flow.name, "annotated")
-        outcome = Outcome.count(annotated)
+        records_schema = pl.Schema({k: v for k, v in out_schema.items() if k not in (STATUS, REASON)})
+        rejected_schema = pl.Schema({**records_schema, REASON: pl.String(), **REJECT_COLUMNS})
+        check = SchemaCheck(schema_for(flow, records_schema), hidden, key)
+        tally = Tally()
+        rejected_at = datetime.now(UTC)
+        with (
+            staging.writer(records_schema, flow.name, "records") as records_out,
+            staging.writer(rejected_schema, flow.name, "rejected") as rejected_out,
+        ):
+            # One pass, one batch in memory at a time: annotate, count, check, route.
+            for batch in read_batches(staging.path(flow.name, "extracted"), BATCH_ROWS):
+                try:
+                    annotated = annotate(batch.lazy(), flow, salts, str(file)).collect()
+                except (TaskError, pl.exceptions.PolarsError) as exc:
+                    raise dg.Failure(f"{file}: tasks: {str(exc).splitlines()[0][:300]}") from None
+                tally.add(annotated, key)
+                loaded = annotated.filter(pl.col(STATUS).is_null()).drop(STATUS, REASON)
+                check.add(loaded)
+                records_out.write(loaded)
+                rejected_out.write(
+                    annotated.filter(pl.col(STATUS) == REJECTED)
+                    .drop(STATUS)
+                    .with_columns(
+                        pl.lit(context.run_id).alias("_fb_run_id"),
+                        pl.lit(rejected_at).alias("_fb_rejected_at"),
+                    )
+                )
+        outcome = tally.outcome
         if outcome.failed:
-            _fail_on_validation(annotated, outcome, flow, file)
-
-        cursor = _new_cursor(context.instance, flow, extracted)
-        records = annotated.filter(pl.col(STATUS).is_null()).drop(STATUS, REASON)
-        rejected = (
-            annotated.filter(pl.col(STATUS) == "rejected")
-            .drop(STATUS)
-            .with_columns(
-                pl.lit(context.run_id).alias("_fb_run_id"),
-                pl.lit(datetime.now(UTC)).alias("_fb_rejected_at"),
+            raise dg.Failure(
+                f"{file}: {outcome.failed} records failed a validate task with on_failure: fail "
+                f"(e.g. {'; '.join(tally.failed_examples)}); nothing was written and the cursor "
+                "did not move",
+                metadata=outcome.as_metadata(),
             )
-        )
-        check = _schema_check(flow, records, hidden)
-        counts = outcome.as_metadata()
+        cursor = _new_cursor(context.instance, flow, extracted)
         yield dg.Output(
-            rejected,
+            staging.scan(flow.name, "rejected"),
             "rejected",
-            metadata={"records_rejected": outcome.rejected, "reasons": _reasons(annotated)},
+            metadata={"records_rejected": outcome.rejected, "reasons": _reasons(tally)},
         )
         # Last: the records materialization carries the cursor, so it advances only once the
         # destination has the records (and the rejected ones are in the error location).
         yield dg.Output(
-            records,
+            staging.scan(flow.name, "records"),
             "records",
             metadata={
-                **counts,
+                **outcome.as_metadata(),
                 CURSOR: cursor or "",
                 "masked_fields": ", ".join(sorted(hidden)) or "(none)",
                 "transform_duration_s": round(time.monotonic() - started, 3),
-                "dagster/column_schema": table_schema(records.collect_schema()),
             },
         )
-        yield check
+        yield _check_result(flow, check.report, len(records_schema))
 
     return transform
 
@@ -265,39 +285,13 @@ def _new_cursor(
     return newest.isoformat()
 
 
-def _reasons(annotated: pl.LazyFrame) -> dg.MetadataValue:
-    rows = (
-        annotated.filter(pl.col(STATUS).is_not_null())
-        .group_by(STATUS, REASON)
-        .agg(pl.len().alias("records"))
-        .sort("records", descending=True)
-        .collect()
-    )
-    lines = [f"| {s} | {r} | {n} |" for s, r, n in rows.iter_rows()]
+def _reasons(tally: Tally) -> dg.MetadataValue:
+    rows = sorted(tally.reasons.items(), key=lambda item: -item[1])
+    lines = [f"| {status} | {reason} | {n} |" for (status, reason), n in rows]
     return dg.MetadataValue.md("| status | reason | records |\n|---|---|---|\n" + "\n".join(lines))
 
 
-def _fail_on_validation(annotated: pl.LazyFrame, outcome: Outcome, flow: FlowSpec, file: Path):
-    failed = annotated.filter(pl.col(STATUS) == FAILED)
-    key = (flow.destination.key or ["Id"])[0]
-    cols = [c for c in (key,) if c in failed.collect_schema()]
-    sample = failed.select(*cols, REASON).head(5).collect()
-    examples = "; ".join(
-        f"record {row[0] if cols else '?'}: {row[-1]}" for row in sample.iter_rows()
-    )
-    raise dg.Failure(
-        f"{file}: {outcome.failed} records failed a validate task with on_failure: fail "
-        f"(e.g. {examples}); nothing was written and the cursor did not move",
-        metadata=outcome.as_metadata(),
-    )
-
-
-def _schema_check(flow: FlowSpec, records: pl.LazyFrame, hidden: set[str]) -> dg.AssetCheckResult:
-    output = records.collect_schema()
-    schema = schema_for(flow, output)
-    id_field = (flow.destination.key or ["Id"])[0]
-    batches = records.collect_batches(chunk_size=CHECK_BATCH_ROWS)
-    report = check_records(schema, batches, hidden, id_field)
+def _check_result(flow: FlowSpec, report: CheckReport, columns: int) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name="schema",
         asset_key=asset_key(flow, "records"),
@@ -308,7 +302,7 @@ def _schema_check(flow: FlowSpec, records: pl.LazyFrame, hidden: set[str]) -> dg
             "failures": report.failures,
             "failures_by_check": dg.MetadataValue.json(report.failures_by_check),
             "examples": dg.MetadataValue.json(report.examples),
-            "columns": len(output),
+            "columns": columns,
         },
     )
 

@@ -265,27 +265,22 @@ class PageParser:
         )
 
     def _typed(self, frame: pl.DataFrame, number: int) -> pl.DataFrame:
-        casts = []
-        for info in self.infos:
-            if info.source_type == "date":
-                casts.append(pl.col(info.name).str.to_date("%Y-%m-%d", strict=False))
-            elif info.source_type == "datetime":
-                casts.append(
-                    pl.col(info.name)
-                    .str.to_datetime(DATETIME_FORMAT, time_zone="UTC", strict=False)
-                    .dt.cast_time_unit("us")
-                )
+        casts = [
+            _parse_temporal(frame[i.name], i.source_type)
+            for i in self.infos
+            if i.source_type in ("date", "datetime")
+        ]
         if not casts:
             return frame
         typed = frame.with_columns(casts)
-        for expr in casts:
-            name = expr.meta.output_name()
-            bad = typed.filter(pl.col(name).is_null() & frame[name].is_not_null())
+        for parsed in casts:
+            bad = typed.filter(pl.col(parsed.name).is_null() & frame[parsed.name].is_not_null())
             if bad.height:
                 record = bad["Id"][0] if "Id" in bad.columns else f"#{bad.height}"
+                kind = next(i.source_type for i in self.infos if i.name == parsed.name)
                 raise MalformedResponse(
-                    f"page {number} of {self.object_name}: record {record}: field {name} is not "
-                    f"a valid {next(i.source_type for i in self.infos if i.name == name)}"
+                    f"page {number} of {self.object_name}: record {record}: field {parsed.name} "
+                    f"is not a valid {kind}"
                 )
         return typed
 
@@ -309,6 +304,16 @@ class PageParser:
                         f"{info.source_type} but is a JSON {type(value).__name__}"
                     )
         return f"{where} does not match the described fields of {self.object_name}"
+
+
+def _parse_temporal(text: pl.Series, kind: str) -> pl.Series:
+    """Salesforce's dates and datetimes; unparseable values become null (and are reported)."""
+    if kind == "date":
+        return text.str.to_date("%Y-%m-%d", strict=False)
+    return (
+        text.str.to_datetime(DATETIME_FORMAT, time_zone="UTC", strict=False)
+        .dt.cast_time_unit("us")
+    )
 
 
 def _fits(value: Any, info: FieldInfo) -> bool:

@@ -1,11 +1,14 @@
-"""The embedded default destination: one DuckDB table per flow, mirrored as Parquet files.
+"""The embedded default destination: versioned Parquet tables with a DuckDB view over each.
 
-DuckDB holds the table and makes each write one transaction (append, overwrite, or upsert by
-key); after the commit the table's Parquet copy under <root>/tables/<table>/ is replaced, so
-readers without DuckDB (Polars, notebooks, other engines) see the same records.
+A table is a folder of versions; `_current` names the one readers use. A write builds a new
+version beside the current one (append hard-links the existing files and adds one; upsert and
+overwrite write the merged result), then switches the DuckDB view and `_current` to it, so a
+reader sees the old table or the new one, never a half-written one. Writing costs one pass over
+the new records (append) or the table (upsert), and memory stays flat: DuckDB and Polars stream.
 """
 
 import os
+import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,16 +18,26 @@ from typing import Literal
 import dagster as dg
 import duckdb
 import polars as pl
+import pyarrow.parquet as pq
 from pydantic import Field
 
 from flow_assets.destinations.staging import table_schema
 
 WriteMode = Literal["append", "overwrite", "upsert"]
 DB_FILE = "lake.duckdb"
+CURRENT = "_current"
 
 
 def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _file_list(files: Sequence[Path]) -> str:
+    return "[" + ", ".join(_sql_path(f) for f in files) + "]"
 
 
 @dataclass(frozen=True)
@@ -32,15 +45,15 @@ class WriteResult:
     table: str
     rows_written: int
     rows_in_table: int
-    parquet: Path
+    version: Path
     bytes: int
 
 
 class Lake:
-    """A folder with a DuckDB database and a Parquet copy of each table."""
+    """A folder with Parquet tables and a DuckDB database of views over them."""
 
-    def __init__(self, root: str | Path, memory_limit: str = "1GB"):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, memory_limit: str = "256MB"):
+        self.root = Path(root).resolve()
         self.memory_limit = memory_limit
 
     @property
@@ -56,15 +69,21 @@ class Lake:
         con.execute(f"SET memory_limit = '{self.memory_limit}'")
         return con
 
+    def files(self, table: str) -> list[Path]:
+        """The Parquet files of the table's current version; [] if it has none."""
+        pointer = self.table_dir(table) / CURRENT
+        if not pointer.exists():
+            return []
+        return sorted((self.table_dir(table) / pointer.read_text().strip()).glob("*.parquet"))
+
     def scan(self, table: str) -> pl.LazyFrame:
-        files = sorted(self.table_dir(table).glob("part-*.parquet"))
+        files = self.files(table)
         if not files:
             raise FileNotFoundError(f"the lake has no table '{table}' under {self.root}")
-        return pl.scan_parquet(files)
+        return pl.concat([pl.scan_parquet(f) for f in files], how="diagonal_relaxed")
 
     def tables(self) -> list[str]:
-        base = self.root / "tables"
-        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
+        return sorted(p.parent.name for p in (self.root / "tables").glob(f"*/{CURRENT}"))
 
     def write(
         self,
@@ -74,106 +93,117 @@ class Lake:
         key: Sequence[str] = (),
     ) -> WriteResult:
         folder = self.table_dir(table)
-        folder.mkdir(parents=True, exist_ok=True)
-        batch = folder / f".incoming-{uuid.uuid4().hex}.parquet"
+        version = folder / f"v-{uuid.uuid4().hex}"
+        version.mkdir(parents=True)
         try:
-            frame.sink_parquet(batch, compression="zstd")
-            with self.connect() as con:
-                written, total = self._merge(con, table, batch, mode, key)
-                part = self._export(con, table, folder)
-        finally:
-            batch.unlink(missing_ok=True)
-        return WriteResult(table, written, total, part, part.stat().st_size)
-
-    def _merge(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        table: str,
-        batch: Path,
-        mode: WriteMode,
-        key: Sequence[str],
-    ) -> tuple[int, int]:
-        t = quote(table)
-        source = f"read_parquet('{_sql_path(batch)}')"
-        if mode == "upsert":
-            # The last record of a key within one batch wins, as a later page has newer data.
-            keys = ", ".join(quote(k) for k in key)
-            source = (
-                f"(SELECT * EXCLUDE (__fb_row) FROM (SELECT *, row_number() OVER () AS __fb_row "
-                f"FROM {source}) QUALIFY row_number() OVER (PARTITION BY {keys} "
-                f"ORDER BY __fb_row DESC) = 1)"
-            )
-        con.execute("BEGIN TRANSACTION")
-        try:
-            exists = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-            ).fetchone()[0]
-            written = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
-            if not exists or mode == "overwrite":
-                con.execute(f"CREATE OR REPLACE TABLE {t} AS SELECT * FROM {source}")
-            else:
-                self._add_new_columns(con, table, source)
-                if mode == "upsert":
-                    on = " AND ".join(f"{t}.{quote(k)} = s.{quote(k)}" for k in key)
-                    con.execute(
-                        f"DELETE FROM {t} WHERE EXISTS (SELECT 1 FROM {source} s WHERE {on})"
-                    )
-                con.execute(f"INSERT INTO {t} BY NAME SELECT * FROM {source}")
-            total = con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
+            incoming = version / f"part-{uuid.uuid4().hex}.parquet"
+            frame.sink_parquet(incoming, compression="zstd")
+            written = _rows([incoming])
+            old = self.files(table)
+            if old and mode != "overwrite":
+                _check_types(table, old, incoming)
+            if mode == "append":
+                for path in old:
+                    _link(path, version / path.name)
+            elif mode == "upsert":
+                written = self._upsert(old, incoming, key, version)
+            files = sorted(version.glob("*.parquet"))
+            self._publish(table, version, files)
+        except BaseException:
+            shutil.rmtree(version, ignore_errors=True)
             raise
-        return int(written), int(total)
+        return WriteResult(
+            table, written, _rows(files), version, sum(f.stat().st_size for f in files)
+        )
 
-    def _add_new_columns(self, con: duckdb.DuckDBPyConnection, table: str, source: str) -> None:
-        existing = {row[0]: row[1] for row in con.execute(f"DESCRIBE {quote(table)}").fetchall()}
-        for name, dtype, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall():
-            if name not in existing:
-                con.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {dtype}")
-            elif existing[name] != dtype and existing[name] != "NULL" and dtype != "NULL":
-                raise TypeError(
-                    f"lake table '{table}': column '{name}' is {existing[name]} but the new "
-                    f"records have {dtype}; cast it in the flow (map with type) or overwrite"
-                )
+    def _upsert(self, old: list[Path], incoming: Path, key: Sequence[str], version: Path) -> int:
+        """Rewrite the table as old records without a newer version plus the new ones; within
+        one batch the last record of a key wins, as later pages carry newer data."""
+        keys = ", ".join(quote(k) for k in key)
+        new = (
+            f"(SELECT * EXCLUDE (__fb_row) FROM (SELECT *, row_number() OVER () AS __fb_row "
+            f"FROM read_parquet({_sql_path(incoming)})) QUALIFY row_number() OVER "
+            f"(PARTITION BY {keys} ORDER BY __fb_row DESC) = 1)"
+        )
+        query = f"SELECT * FROM {new}"
+        if old:
+            on = " AND ".join(f"o.{quote(k)} IS NOT DISTINCT FROM n.{quote(k)}" for k in key)
+            query = (
+                f"SELECT * FROM read_parquet({_file_list(old)}, union_by_name = true) o "
+                f"WHERE NOT EXISTS (SELECT 1 FROM read_parquet({_sql_path(incoming)}) n "
+                f"WHERE {on}) UNION ALL BY NAME {query}"
+            )
+        merged = version / f"part-{uuid.uuid4().hex}.parquet"
+        with self.connect() as con:
+            written = con.execute(f"SELECT count(*) FROM {new}").fetchone()[0]
+            con.execute(f"COPY ({query}) TO {_sql_path(merged)} (FORMAT parquet, COMPRESSION zstd)")
+        incoming.unlink()
+        return int(written)
 
-    def _export(self, con: duckdb.DuckDBPyConnection, table: str, folder: Path) -> Path:
-        """Replace the table's Parquet copy: write the new file, then remove the old ones."""
-        old = list(folder.glob("part-*.parquet"))
-        tmp = folder / f".export-{uuid.uuid4().hex}.parquet"
-        con.execute(f"COPY {quote(table)} TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)")
-        part = folder / f"part-{uuid.uuid4().hex}.parquet"
-        os.replace(tmp, part)
-        for path in old:
-            path.unlink(missing_ok=True)
-        return part
+    def _publish(self, table: str, version: Path, files: list[Path]) -> None:
+        """Point the DuckDB view, then `_current`, at the new version; drop the old versions."""
+        with self.connect() as con:
+            con.execute(
+                f"CREATE OR REPLACE VIEW {quote(table)} AS SELECT * FROM "
+                f"read_parquet({_file_list(files)}, union_by_name = true)"
+            )
+        pointer = version.parent / CURRENT
+        tmp = version.parent / f".{CURRENT}.{uuid.uuid4().hex}"
+        tmp.write_text(version.name)
+        os.replace(tmp, pointer)
+        for other in version.parent.glob("v-*"):
+            if other != version:
+                shutil.rmtree(other, ignore_errors=True)
 
 
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
+def _rows(files: Sequence[Path]) -> int:
+    """From the files' footers, without reading their data."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def _link(source: Path, target: Path) -> None:
+    """Share an unchanged file between versions: a hard link, or a copy across devices."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _check_types(table: str, old: list[Path], incoming: Path) -> None:
+    """New columns are welcome; a column whose type changed is refused, naming it."""
+    before: dict[str, pl.DataType] = {}
+    for path in old:  # files of one table may differ by columns added over time
+        before.update(pl.scan_parquet(path).collect_schema())
+    after = pl.scan_parquet(incoming).collect_schema()
+    for name, dtype in after.items():
+        if name in before and before[name] != dtype and dtype != pl.Null and before[name] != pl.Null:
+            raise TypeError(
+                f"lake table '{table}': column '{name}' is {before[name]} but the new records "
+                f"have {dtype}; cast it in the flow (map with type) or write with overwrite"
+            )
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
     """Writes an asset's LazyFrame into the lake with the write mode its definition declares."""
 
-    root: str = Field(description="The lake's folder: DuckDB database and Parquet tables.")
+    root: str = Field(description="The lake's folder: Parquet tables and the DuckDB database.")
 
     def handle_output(self, context: dg.OutputContext, obj: pl.LazyFrame | pl.DataFrame) -> None:
         meta = context.definition_metadata or {}
         table = str(meta.get("flowbridge/table") or "_".join(context.asset_key.path))
         mode = str(meta.get("flowbridge/write", "append"))
         key = [k for k in str(meta.get("flowbridge/key", "")).split(",") if k]
-        result = Lake(self.root).write(table, obj.lazy(), mode, key)  # type: ignore[arg-type]
-        schema = pl.scan_parquet(result.parquet).collect_schema()
+        lake = Lake(self.root)
+        result = lake.write(table, obj.lazy(), mode, key)  # type: ignore[arg-type]
         context.add_output_metadata(
             {
                 "dagster/row_count": result.rows_in_table,
                 "rows_written": result.rows_written,
                 "write_mode": mode,
-                "destination": f"duckdb://{Lake(self.root).database}#{table}",
-                "parquet": dg.MetadataValue.path(str(result.parquet)),
+                "destination": f"duckdb://{lake.database}#{table}",
+                "parquet": dg.MetadataValue.path(str(result.version)),
                 "bytes": result.bytes,
-                "dagster/column_schema": table_schema(schema),
+                "dagster/column_schema": table_schema(lake.scan(table).collect_schema()),
             }
         )
 

@@ -4,9 +4,10 @@ from flow_assets.transforms.tasks import (
     REASON,
     STATUS,
     Outcome,
+    Tally,
     TaskError,
     annotate,
     pushable_filters,
 )
 
-__all__ = ["REASON", "STATUS", "Outcome", "TaskError", "annotate", "pushable_filters"]
+__all__ = ["REASON", "STATUS", "Outcome", "Tally", "TaskError", "annotate", "pushable_filters"]

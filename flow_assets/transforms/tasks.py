@@ -5,7 +5,8 @@ is accounted for and the caller routes them with one pass over the data."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -66,9 +67,7 @@ class Outcome:
     failed: int
 
     @classmethod
-    def count(cls, annotated: pl.LazyFrame) -> Outcome:
-        counts = dict(annotated.group_by(STATUS).agg(pl.len()).collect().iter_rows())
-
+    def from_counts(cls, counts: Mapping[str | None, int]) -> Outcome:
         def get(key: str | None) -> int:
             return int(counts.get(key, 0))
 
@@ -81,6 +80,10 @@ class Outcome:
             failed=get(FAILED),
         )
 
+    @classmethod
+    def count(cls, annotated: pl.LazyFrame) -> Outcome:
+        return cls.from_counts(dict(annotated.group_by(STATUS).agg(pl.len()).collect().iter_rows()))
+
     def as_metadata(self) -> dict[str, int]:
         """read = loaded + filtered + rejected; dropped (by a validate task) counts as filtered."""
         return {
@@ -90,6 +93,30 @@ class Outcome:
             "records_rejected": self.rejected,
             "records_dropped_by_validation": self.dropped,
         }
+
+
+@dataclass
+class Tally:
+    """Counts of annotated batches: per status, per (status, reason), and failing records."""
+
+    statuses: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    failed_examples: list[str] = field(default_factory=list)
+
+    def add(self, annotated: pl.DataFrame, key: str | None) -> None:
+        removed = annotated.filter(pl.col(STATUS).is_not_null())
+        self.statuses[None] += annotated.height - removed.height
+        for status, reason, n in removed.group_by(STATUS, REASON).len().iter_rows():
+            self.statuses[status] += n
+            self.reasons[(status, reason)] += n
+        failed = removed.filter(pl.col(STATUS) == FAILED).head(5 - len(self.failed_examples))
+        for row in failed.iter_rows(named=True):
+            record = row.get(key, "?") if key else "?"
+            self.failed_examples.append(f"record {record}: {row[REASON]}")
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.from_counts(self.statuses)
 
 
 def pushable_filters(flow: FlowSpec) -> list[FilterSpec]:

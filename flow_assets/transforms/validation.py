@@ -77,41 +77,43 @@ def _check(name: str, dtype: pl.DataType) -> pa.Check:
     return pa.Check(run, name=name)
 
 
-def check_records(
-    schema: pa.DataFrameSchema,
-    batches: Iterator[pl.DataFrame],
-    hidden: set[str],
-    id_field: str | None,
-    max_examples: int = 5,
-) -> CheckReport:
-    """Validate batch by batch; examples name the record and column, never a hidden value."""
-    report = CheckReport(passed=True)
-    for batch in batches:
+class SchemaCheck:
+    """Validates batch after batch; examples name the record and column, never a hidden value."""
+
+    def __init__(
+        self,
+        schema: pa.DataFrameSchema,
+        hidden: set[str],
+        id_field: str | None,
+        max_examples: int = 5,
+    ):
+        self.schema = schema
+        self.hidden = hidden
+        self.id_field = id_field
+        self.max_examples = max_examples
+        self.report = CheckReport(passed=True)
+
+    def add(self, batch: pl.DataFrame) -> None:
+        report = self.report
         report.records_checked += batch.height
         try:
-            schema.validate(batch, lazy=True)
+            self.schema.validate(batch, lazy=True)
         except SchemaErrors as exc:
             report.passed = False
             cases = exc.failure_cases
             report.failures += cases.height
             for (check,), group in cases.group_by("check"):
-                report.failures_by_check[str(check)] = (
-                    report.failures_by_check.get(str(check), 0) + group.height
-                )
-            for row in cases.head(max_examples - len(report.examples)).iter_rows(named=True):
-                index = row.get("index")
-                record = (
-                    str(batch[id_field][int(index)])
-                    if id_field and id_field in batch.columns and index is not None
-                    else "?"
-                )
-                value = "<masked>" if row.get("column") in hidden else str(row["failure_case"])
-                report.examples.append(
-                    {
-                        "record": record,
-                        "column": str(row.get("column")),
-                        "check": str(row["check"]),
-                        "value": value[:80],
-                    }  # fmt: skip
-                )
-    return report
+                name = str(check)
+                report.failures_by_check[name] = report.failures_by_check.get(name, 0) + group.height
+            room = self.max_examples - len(report.examples)
+            for row in cases.head(max(room, 0)).iter_rows(named=True):
+                report.examples.append(self._example(batch, row))
+
+    def _example(self, batch: pl.DataFrame, row: dict) -> dict[str, str]:
+        index = row.get("index")
+        record = "?"
+        if self.id_field in batch.columns and index is not None:
+            record = str(batch[self.id_field][int(index)])
+        column = str(row.get("column"))
+        value = "<masked>" if column in self.hidden else str(row["failure_case"])[:80]
+        return {"record": record, "column": column, "check": str(row["check"]), "value": value}

@@ -30,7 +30,8 @@ def test_append_overwrite_upsert(tmp_path):
 
     lake.write("t", pl.LazyFrame({"Id": ["z"], "v": [9]}), "overwrite")
     assert table(lake, "t")["Id"].to_list() == ["z"]
-    assert len(list(lake.table_dir("t").glob("*.parquet"))) == 1
+    assert len(lake.files("t")) == 1
+    assert len(list(lake.table_dir("t").glob("v-*"))) == 1  # old versions are gone
 
 
 def test_upsert_twice_changes_nothing(tmp_path):
@@ -47,6 +48,28 @@ def test_new_columns_are_added_and_type_changes_refused(tmp_path):
     lake.write("t", pl.LazyFrame({"Id": ["a"], "v": [1]}), "append")
     lake.write("t", pl.LazyFrame({"Id": ["b"], "v": [2], "w": ["x"]}), "append")
     assert table(lake, "t")["w"].to_list() == [None, "x"]
-    with pytest.raises(TypeError, match="column 'v' is BIGINT but the new records have VARCHAR"):
+    with pytest.raises(TypeError, match="column 'v' is Int64 but the new records have String"):
         lake.write("t", pl.LazyFrame({"Id": ["c"], "v": ["three"]}), "append")
     assert table(lake, "t").height == 2  # the failed write left nothing behind
+
+
+def test_append_adds_a_file_and_shares_the_old_ones(tmp_path):
+    lake = Lake(tmp_path)
+    lake.write("t", pl.LazyFrame({"Id": ["a"], "v": [1]}), "append")
+    first = lake.files("t")[0]
+    inode = first.stat().st_ino
+    lake.write("t", pl.LazyFrame({"Id": ["b"], "v": [2]}), "append")
+    files = {f.name: f for f in lake.files("t")}
+    assert len(files) == 2
+    assert files[first.name].stat().st_ino == inode  # shared by a hard link, not rewritten
+    assert table(lake, "t")["Id"].to_list() == ["a", "b"]
+
+
+def test_a_failed_write_leaves_the_table_as_it_was(tmp_path):
+    lake = Lake(tmp_path)
+    lake.write("t", pl.LazyFrame({"Id": ["a"], "v": [1]}), "append")
+    bad = pl.LazyFrame({"Id": ["b"]}).with_columns(v=pl.col("Id").cast(pl.Int64, strict=True))
+    with pytest.raises(pl.exceptions.InvalidOperationError):
+        lake.write("t", bad, "append")
+    assert table(lake, "t")["Id"].to_list() == ["a"]
+    assert len(list(lake.table_dir("t").glob("v-*"))) == 1
