@@ -57,7 +57,7 @@ def _validate(args: argparse.Namespace) -> int:
         return 2
     report = validate_project(root, online=not args.offline)
     for note in report.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {_relative(note)}", file=sys.stderr)
     for problem in report.problems:
         print(f"error: {_relative(problem)}", file=sys.stderr)
     for name in report.flows_ok:

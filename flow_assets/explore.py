@@ -46,7 +46,7 @@ def rejected(flow: str) -> pl.DataFrame:
 
 def extracted(flow: str, raw: bool = False) -> pl.LazyFrame:
     """What the last run read from the source, typed, before the flow's tasks ran."""
-    frame = pl.scan_parquet(settings().staging_dir / flow / "extracted.parquet")
+    frame = pl.scan_parquet(settings().staging_dir / flow / "extracted" / "*.parquet")
     if raw:
         return frame
     columns = frame.collect_schema()

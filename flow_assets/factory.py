@@ -27,7 +27,6 @@ ERROR_IO_MANAGER = "error_io_manager"
 STAGING_IO_MANAGER = "staging_io_manager"
 CURSOR = "cursor"
 FULL_REFRESH_TAG = "flowbridge/full_refresh"
-BATCH_ROWS = 50_000  # records in memory at once while transforming
 REJECT_COLUMNS = {"_fb_run_id": pl.String(), "_fb_rejected_at": pl.Datetime("us", "UTC")}
 
 
@@ -202,7 +201,9 @@ def _transform_multi_asset(
                                   str(file)).collect_schema()  # fmt: skip
         except TaskError as exc:
             raise dg.Failure(str(exc)) from None
-        records_schema = pl.Schema({k: v for k, v in out_schema.items() if k not in (STATUS, REASON)})
+        records_schema = pl.Schema(
+            {k: v for k, v in out_schema.items() if k not in (STATUS, REASON)}
+        )
         rejected_schema = pl.Schema({**records_schema, REASON: pl.String(), **REJECT_COLUMNS})
         check = SchemaCheck(schema_for(flow, records_schema), hidden, key)
         tally = Tally()
@@ -212,7 +213,7 @@ def _transform_multi_asset(
             staging.writer(rejected_schema, flow.name, "rejected") as rejected_out,
         ):
             # One pass, one batch in memory at a time: annotate, count, check, route.
-            for batch in read_batches(staging.path(flow.name, "extracted"), BATCH_ROWS):
+            for batch in read_batches(staging.path(flow.name, "extracted")):
                 try:
                     annotated = annotate(batch.lazy(), flow, salts, str(file)).collect()
                 except (TaskError, pl.exceptions.PolarsError) as exc:

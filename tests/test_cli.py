@@ -122,3 +122,11 @@ def test_run_prints_counts_and_fails_clearly(project, capsys, monkeypatch, tmp_p
     assert main(["run", "salesforce_big_opportunities", "--full-refresh"]) == 1
     out = capsys.readouterr().out
     assert "FAILED" in out and "authentication failed" in out and "nope" not in out
+
+
+def test_unset_secret_variable_is_a_short_note(project, capsys, monkeypatch):
+    monkeypatch.delenv("SALESFORCE_SANDBOX_CLIENT_SECRET")
+    code, output = validate(project, capsys)
+    assert code == 0
+    assert "environment variable(s) SALESFORCE_SANDBOX_CLIENT_SECRET not set" in output
+    assert "Traceback" not in output and "Stack Trace" not in output

@@ -310,9 +310,8 @@ def _parse_temporal(text: pl.Series, kind: str) -> pl.Series:
     """Salesforce's dates and datetimes; unparseable values become null (and are reported)."""
     if kind == "date":
         return text.str.to_date("%Y-%m-%d", strict=False)
-    return (
-        text.str.to_datetime(DATETIME_FORMAT, time_zone="UTC", strict=False)
-        .dt.cast_time_unit("us")
+    return text.str.to_datetime(DATETIME_FORMAT, time_zone="UTC", strict=False).dt.cast_time_unit(
+        "us"
     )
 
 

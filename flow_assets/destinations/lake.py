@@ -176,7 +176,12 @@ def _check_types(table: str, old: list[Path], incoming: Path) -> None:
         before.update(pl.scan_parquet(path).collect_schema())
     after = pl.scan_parquet(incoming).collect_schema()
     for name, dtype in after.items():
-        if name in before and before[name] != dtype and dtype != pl.Null and before[name] != pl.Null:
+        if (
+            name in before
+            and before[name] != dtype
+            and dtype != pl.Null
+            and before[name] != pl.Null
+        ):
             raise TypeError(
                 f"lake table '{table}': column '{name}' is {before[name]} but the new records "
                 f"have {dtype}; cast it in the flow (map with type) or write with overwrite"

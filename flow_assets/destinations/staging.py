@@ -1,6 +1,7 @@
-"""The staging area: extracted pages land here as Parquet, written as they arrive."""
+"""The staging area: extracted pages land here as Parquet datasets, written as they arrive."""
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -9,7 +10,6 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-import pyarrow.parquet as pq
 from pydantic import Field
 
 ROW_GROUP_ROWS = 50_000  # pages are buffered up to this many rows per Parquet row group
@@ -33,32 +33,34 @@ class Staged:
 
 
 class ParquetBatchWriter:
-    """Appends frames to one Parquet file in row groups of about ROW_GROUP_ROWS rows; the file
-    appears under its name only when closed without error (atomic rename)."""
+    """Appends frames to a staged dataset: a folder of Parquet files of about ROW_GROUP_ROWS
+    records each. The folder appears under its name only when closed without error."""
 
-    def __init__(self, target: Path, schema: pl.Schema, compression: str = "lz4"):
+    def __init__(self, target: Path, schema: pl.Schema):
         self.target = target
         self.schema = schema
         self.rows = 0
-        self._arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
-        target.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        self._writer = pq.ParquetWriter(self._tmp, self._arrow_schema, compression=compression)
+        self._tmp.mkdir(parents=True)
         self._buffer: list[pl.DataFrame] = []
         self._buffered = 0
+        self._files = 0
 
     def write(self, frame: pl.DataFrame) -> None:
         if frame.height == 0:
             return
-        self._buffer.append(frame.select(list(self.schema)))
+        self._buffer.append(frame.select(list(self.schema)).cast(dict(self.schema)))
         self._buffered += frame.height
         if self._buffered >= ROW_GROUP_ROWS:
             self._flush()
 
     def _flush(self) -> None:
-        if self._buffer:
-            table = pl.concat(self._buffer).to_arrow().cast(self._arrow_schema)
-            self._writer.write_table(table)
+        # Polars writes each file whole; a file per batch keeps memory flat without a
+        # second allocator (pyarrow's writer holds on to what it allocated).
+        if self._buffer or self._files == 0:
+            frame = pl.concat(self._buffer) if self._buffer else pl.DataFrame(schema=self.schema)
+            frame.write_parquet(self._tmp / f"part-{self._files:05d}.parquet", compression="lz4")
+            self._files += 1
             self.rows += self._buffered
             self._buffer, self._buffered = [], 0
 
@@ -66,32 +68,39 @@ class ParquetBatchWriter:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        try:
-            if exc_type is None:
-                self._flush()
-            self._writer.close()
-            if exc_type is None:
-                os.replace(self._tmp, self.target)
-        finally:
-            self._tmp.unlink(missing_ok=True)
+        if exc_type is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            return
+        self._flush()
+        replace_folder(self._tmp, self.target)
 
     def staged(self) -> "Staged":
-        return Staged(self.target, self.rows, self.target.stat().st_size)
+        size = sum(f.stat().st_size for f in self.target.glob("*.parquet"))
+        return Staged(self.target, self.rows, size)
 
 
-def read_batches(path: Path, rows: int) -> Iterator[pl.DataFrame]:
-    """The file's records in frames of at most `rows`, one at a time."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-        yield pl.from_arrow(batch)  # type: ignore[misc]
+def replace_folder(new: Path, target: Path) -> None:
+    """Put `new` in place of `target`: readers see the old folder or the new one."""
+    old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_batches(folder: Path) -> Iterator[pl.DataFrame]:
+    """A staged dataset's records, one file (about ROW_GROUP_ROWS records) at a time."""
+    for path in sorted(folder.glob("*.parquet")):
+        yield pl.read_parquet(path)
 
 
 class StagingArea(dg.ConfigurableResource):
     """A local folder holding each flow's extracted data (LOCAL); S3 with SSE-KMS in AWS."""
 
-    root: str = Field(description="Folder for staged Parquet files.")
+    root: str = Field(description="Folder for staged Parquet datasets.")
 
     def path(self, *parts: str) -> Path:
-        return Path(self.root, *parts[:-1], parts[-1] + ".parquet")
+        return Path(self.root, *parts)
 
     def writer(self, schema: pl.Schema, *parts: str) -> ParquetBatchWriter:
         return ParquetBatchWriter(self.path(*parts), schema)
@@ -105,23 +114,25 @@ class StagingArea(dg.ConfigurableResource):
 
     def sink(self, lf: pl.LazyFrame, *parts: str) -> "Staged":
         target = self.path(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        tmp.mkdir(parents=True)
         try:
-            lf.sink_parquet(tmp, compression="lz4")
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        rows = pl.scan_parquet(target).select(pl.len()).collect().item()
-        return Staged(target, rows, target.stat().st_size)
+            lf.sink_parquet(tmp / "part-00000.parquet", compression="lz4")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        replace_folder(tmp, target)
+        rows = self.scan(*parts).select(pl.len()).collect().item()
+        size = sum(f.stat().st_size for f in target.glob("*.parquet"))
+        return Staged(target, rows, size)
 
     def scan(self, *parts: str) -> pl.LazyFrame:
         target = self.path(*parts)
-        if not target.exists():
+        if not any(target.glob("*.parquet")):
             raise FileNotFoundError(
                 f"nothing staged at {target}: materialize the upstream asset first"
             )
-        return pl.scan_parquet(target)
+        return pl.scan_parquet(target / "*.parquet")
 
 
 class StagingIOManager(dg.ConfigurableIOManager):
@@ -137,7 +148,7 @@ class StagingIOManager(dg.ConfigurableIOManager):
         else:
             staged = self.staging.sink(obj.lazy(), *parts)
             extra = {}
-        schema = pl.scan_parquet(staged.path).collect_schema()
+        schema = self.staging.scan(*parts).collect_schema()
         context.add_output_metadata(
             {
                 "dagster/row_count": staged.rows,

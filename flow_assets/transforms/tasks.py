@@ -4,8 +4,8 @@ is accounted for and the caller routes them with one pass over the data."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any

@@ -3,7 +3,6 @@ checked against the records a run loads, in batches so memory stays flat."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pandera.polars as pa
@@ -104,7 +103,9 @@ class SchemaCheck:
             report.failures += cases.height
             for (check,), group in cases.group_by("check"):
                 name = str(check)
-                report.failures_by_check[name] = report.failures_by_check.get(name, 0) + group.height
+                report.failures_by_check[name] = (
+                    report.failures_by_check.get(name, 0) + group.height
+                )
             room = self.max_examples - len(report.examples)
             for row in cases.head(max(room, 0)).iter_rows(named=True):
                 report.examples.append(self._example(batch, row))
