@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -46,7 +47,6 @@ STRING_LIKE = {
     "id", "reference", "string", "picklist", "multipicklist", "textarea", "email", "phone", "url",
     "combobox", "encryptedstring", "time", "base64", "anyType",
 }  # fmt: skip
-DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"  # 2024-03-01T12:00:00.000+0000
 
 
 class SalesforceConnection(dg.ConfigurableResource):
@@ -195,59 +195,101 @@ class SalesforceClient:
         return can_push_down(spec, info)
 
     def read(self, request: ReadRequest) -> Iterator[pl.DataFrame]:
-        """Typed pages of the query's records; the next page is fetched while this one is used."""
+        """Typed pages of the query's records.
+
+        Three stages overlap: a thread fetches the pages' bytes (following nextRecordsUrl,
+        found without parsing the page), a thread parses them into frames, and the caller
+        stores them. A page that does not parse is fetched again, with the usual retries.
+        """
         schema = self.describe(request.object)
         infos = schema.require(request.fields)
         soql = build_soql(request, schema)
         page_size = min(request.page_size or MAX_BATCH_SIZE, MAX_BATCH_SIZE)
         parser = PageParser(request.object, infos)
         headers = {"Sforce-Query-Options": f"batchSize={page_size}"}
-        first = (f"{self.data_path}/query/", {"q": soql})
-        yield from (page.frame for page in prefetched(self._pages(first, parser, headers)))
+        first = RawPage(1, f"{self.data_path}/query/", {"q": soql}, b"")
+        bodies = prefetched(self._bodies(first, headers))
+        yield from prefetched(self._parsed(bodies, parser, headers))
 
-    def _pages(self, first: tuple[str, dict], parser: PageParser, headers: dict) -> Iterator[Page]:
-        path, params = first
-        number = 1
+    def _bodies(self, page: RawPage, headers: dict) -> Iterator[RawPage]:
         while True:
-            page: Page = self._get(
-                path, parse=lambda body, n=number: parser.parse(body, n), params=params,
-                headers=headers,
-            )  # fmt: skip
-            yield page
-            if page.done or not page.next_url:
+            body, next_url = self._get(
+                page.path, parse=_body_and_next_url, params=page.params, headers=headers
+            )
+            yield RawPage(page.number, page.path, page.params, body)
+            if next_url is None:
                 return
-            path, params, number = page.next_url, None, number + 1
+            page = RawPage(page.number + 1, next_url, None, b"")
+
+    def _parsed(
+        self, pages: Iterator[RawPage], parser: PageParser, headers: dict
+    ) -> Iterator[pl.DataFrame]:
+        for page in pages:
+            try:
+                yield parser.parse(page.body, page.number)
+            except MalformedResponse:
+                # Fetch this page again (query locators are re-readable), retrying as usual.
+                self.http.stats.retries += 1
+                yield self._get(
+                    page.path, parse=lambda body, n=page.number: parser.parse(body, n),
+                    params=page.params, headers=headers,
+                )  # fmt: skip
 
 
-@dataclass
-class Page:
+@dataclass(frozen=True)
+class RawPage:
     number: int
-    frame: pl.DataFrame
-    total_size: int
-    done: bool
-    next_url: str | None
+    path: str
+    params: dict | None
+    body: bytes
+
+
+_DONE = re.compile(rb'"done"\s*:\s*(true|false)')
+_NEXT_URL = re.compile(rb'"nextRecordsUrl"\s*:\s*"([^"]+)"')
+
+
+def _body_and_next_url(body: bytes) -> tuple[bytes, str | None]:
+    """The page's next URL, read from the envelope's first or last bytes without parsing the
+    records (Salesforce writes totalSize, done and nextRecordsUrl around the records array)."""
+    for part in (body[:512], body[-512:]):
+        done = _DONE.search(part)
+        if done:
+            if done.group(1) == b"true":
+                return body, None
+            url = _NEXT_URL.search(part)
+            if url:
+                return body, url.group(1).decode()
+    doc = parse_json(body)  # unusual layout: parse the whole envelope
+    if not isinstance(doc, dict) or "done" not in doc:
+        raise MalformedResponse("the answer is not a query result (no 'done' flag)")
+    return body, None if doc["done"] else doc.get("nextRecordsUrl")
 
 
 class PageParser:
-    """Turns one query answer's bytes into a typed frame without a Python object per record."""
+    """Turns one query answer's bytes into a typed frame without a Python object per record.
+
+    Polars reads dates and datetimes (with their UTC offset) straight from the JSON; a value it
+    cannot read becomes null, so a page whose temporal columns have nulls is read again with
+    those columns as text to tell a real null from a malformed value.
+    """
 
     def __init__(self, object_name: str, infos: list[FieldInfo]):
         self.object_name = object_name
         self.infos = infos
-        # Dates and datetimes arrive as strings; they are parsed after reading, with a check.
-        self.wire = pl.Schema(
-            {i.name: pl.String() if i.dtype.is_temporal() else i.dtype for i in infos}
-        )
-        self.envelope = {
+        self.schema = pl.Schema({i.name: i.dtype for i in infos})
+        self.temporal = [i.name for i in infos if i.dtype.is_temporal()]
+
+    def _envelope(self, schema: pl.Schema) -> dict:
+        return {
             "totalSize": pl.Int64,
             "done": pl.Boolean,
             "nextRecordsUrl": pl.String,
-            "records": pl.List(pl.Struct(self.wire)),
+            "records": pl.List(pl.Struct(schema)),
         }
 
-    def parse(self, body: bytes, number: int) -> Page:
+    def _read(self, body: bytes, number: int, schema: pl.Schema) -> pl.DataFrame:
         try:
-            envelope = pl.read_json(io.BytesIO(body), schema=self.envelope)
+            envelope = pl.read_json(io.BytesIO(body), schema=self._envelope(schema))
         except pl.exceptions.PolarsError:
             raise MalformedResponse(self._explain(body, number)) from None
         if envelope.height != 1 or envelope["done"][0] is None:
@@ -255,34 +297,25 @@ class PageParser:
         records = envelope["records"][0]
         if records is None:
             raise MalformedResponse(f"page {number} of {self.object_name} has no 'records' list")
-        frame = records.struct.unnest() if len(records) else pl.DataFrame(schema=self.wire)
-        return Page(
-            number=number,
-            frame=self._typed(frame, number),
-            total_size=int(envelope["totalSize"][0] or 0),
-            done=bool(envelope["done"][0]),
-            next_url=envelope["nextRecordsUrl"][0],
-        )
+        return records.struct.unnest() if len(records) else pl.DataFrame(schema=schema)
 
-    def _typed(self, frame: pl.DataFrame, number: int) -> pl.DataFrame:
-        casts = [
-            _parse_temporal(frame[i.name], i.source_type)
-            for i in self.infos
-            if i.source_type in ("date", "datetime")
-        ]
-        if not casts:
-            return frame
-        typed = frame.with_columns(casts)
-        for parsed in casts:
-            bad = typed.filter(pl.col(parsed.name).is_null() & frame[parsed.name].is_not_null())
+    def parse(self, body: bytes, number: int) -> pl.DataFrame:
+        frame = self._read(body, number, self.schema)
+        if any(frame[name].null_count() for name in self.temporal):
+            self._check_temporal(body, number, frame)
+        return frame
+
+    def _check_temporal(self, body: bytes, number: int, frame: pl.DataFrame) -> None:
+        text = self._read(body, number, pl.Schema({n: pl.String() for n in self.schema}))
+        for name in self.temporal:
+            bad = frame.filter(pl.col(name).is_null() & text[name].is_not_null())
             if bad.height:
                 record = bad["Id"][0] if "Id" in bad.columns else f"#{bad.height}"
-                kind = next(i.source_type for i in self.infos if i.name == parsed.name)
+                kind = next(i.source_type for i in self.infos if i.name == name)
                 raise MalformedResponse(
-                    f"page {number} of {self.object_name}: record {record}: field {parsed.name} "
+                    f"page {number} of {self.object_name}: record {record}: field {name} "
                     f"is not a valid {kind}"
                 )
-        return typed
 
     def _explain(self, body: bytes, number: int) -> str:
         """Find what is wrong with an answer, naming the record and field, never the value."""
@@ -306,16 +339,9 @@ class PageParser:
         return f"{where} does not match the described fields of {self.object_name}"
 
 
-def _parse_temporal(text: pl.Series, kind: str) -> pl.Series:
-    """Salesforce's dates and datetimes; unparseable values become null (and are reported)."""
-    if kind == "date":
-        return text.str.to_date("%Y-%m-%d", strict=False)
-    return text.str.to_datetime(DATETIME_FORMAT, time_zone="UTC", strict=False).dt.cast_time_unit(
-        "us"
-    )
-
-
 def _fits(value: Any, info: FieldInfo) -> bool:
+    if info.dtype.is_temporal():
+        return isinstance(value, str)
     if info.dtype == pl.Boolean():
         return isinstance(value, bool)
     if info.dtype == pl.Int64():
