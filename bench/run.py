@@ -10,13 +10,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import sandbox
 from bench.child import CONTENDERS
-from bench.common import Result
+from bench.common import PAGE_HEADERS, SOQL, Result
 
 REPO = Path(__file__).resolve().parent.parent
 FLOWBRIDGE, DLT_REST, DLT_ARROW = "flowbridge", "dlt-rest-api", "dlt-arrow"
@@ -157,20 +158,64 @@ def agree(runs: dict[str, list[Run]]) -> list[str]:
     return []
 
 
+@contextmanager
+def serving(records: int, tmp: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The sandbox, warmed up: the contenders' environment, naming its URL."""
+    with sandbox.running(records, tmp, env) as url:
+        print(
+            f"Salesforce sandbox (separate process) at {url}, page cache "
+            f"{sandbox.page_cache_mb(records):,} MB",
+            flush=True,
+        )
+        warm = sandbox.warm_up(url, *credentials())
+        if warm.records != records:
+            raise BenchError(f"the warm-up read {warm.records:,} records, expected {records:,}")
+        print(
+            f"Warm-up (untimed): {warm.records:,} records in {warm.pages:,} pages of "
+            f"`{SOQL}` ({PAGE_HEADERS['Sforce-Query-Options']}) in {warm.seconds:.1f} s; "
+            f"{warm.cached_mb:,.0f} MB cached.\nThe sandbox serves the timed rounds from its "
+            "page cache, so the figures measure the clients, not the server.",
+            flush=True,
+        )
+        yield {**env, "SALESFORCE_SANDBOX_URL": url}
+
+
 def measure(
     names: list[str], records: int, rounds: int, tmp: Path, env: dict[str, str], keep: bool
 ) -> dict[str, list[Run]]:
-    """Rounds of A, B, C (alternating, so drift on the machine spreads over all of them)."""
+    """Rounds of A, B, C (alternating, so drift on the machine spreads over all of them).
+
+    Every page of every timed run must come from the sandbox's page cache: a miss means a
+    contender asked for something other than the warmed-up query, and timed the server too.
+    """
+    url = env["SALESFORCE_SANDBOX_URL"]
     runs: dict[str, list[Run]] = {name: [] for name in names}
     for number in range(1, rounds + 1):
         for name in names:
+            before = sandbox.cache_stats(url)
             run = run_child(name, tmp / f"n{records}-round{number}" / name, env, keep)
+            after = sandbox.cache_stats(url)
             problems = check(run, records)
             print(_round_line(number, run), flush=True)
+            misses = after["page_cache_misses"] - before["page_cache_misses"]
+            if misses:
+                problems.append(
+                    f"{name} round {number}: {misses} page(s) missed the sandbox's page cache, "
+                    f"so the sandbox's serialisation was timed too; every contender must issue "
+                    f"`{SOQL}` with {PAGE_HEADERS['Sforce-Query-Options']}"
+                )
             if problems:
                 raise BenchError("; ".join(problems))
             runs[name].append(run)
     return runs
+
+
+def cache_line(env: dict[str, str]) -> str:
+    stats = sandbox.cache_stats(env["SALESFORCE_SANDBOX_URL"])
+    return (
+        f"Sandbox page cache over the timed rounds: {stats['page_cache_hits']:,} hits, "
+        f"{stats['page_cache_misses']:,} misses"
+    )
 
 
 def _round_line(number: int, run: Run) -> str:
@@ -276,16 +321,9 @@ def compare(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> None:
         f"{', '.join(args.only)}; temporary folder {tmp}",
         flush=True,
     )
-    with sandbox.running(args.records, tmp, env) as url:
-        print(f"Salesforce sandbox (separate process) at {url}", flush=True)
-        runs = measure(
-            args.only,
-            args.records,
-            args.rounds,
-            tmp,
-            {**env, "SALESFORCE_SANDBOX_URL": url},
-            args.keep,
-        )
+    with serving(args.records, tmp, env) as child_env:
+        runs = measure(args.only, args.records, args.rounds, tmp, child_env, args.keep)
+        print(cache_line(child_env), flush=True)
     problems = agree(runs)
     if problems:
         raise BenchError("; ".join(problems))
@@ -315,15 +353,9 @@ def growth(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> None:
     peaks: dict[int, Summary] = {}
     for size in sizes:
         print(f"Growth check: flowbridge at {size:,} records, {args.rounds} round(s)", flush=True)
-        with sandbox.running(size, tmp, env) as url:
-            runs = measure(
-                [FLOWBRIDGE],
-                size,
-                args.rounds,
-                tmp,
-                {**env, "SALESFORCE_SANDBOX_URL": url},
-                args.keep,
-            )
+        with serving(size, tmp, env) as child_env:
+            runs = measure([FLOWBRIDGE], size, args.rounds, tmp, child_env, args.keep)
+            print(cache_line(child_env), flush=True)
         peaks[size] = Summary.of(runs[FLOWBRIDGE])
     small, large = peaks[sizes[0]], peaks[sizes[1]]
     grew = large.peak_mb - small.peak_mb

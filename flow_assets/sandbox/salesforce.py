@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import polars as pl
 
 from flow_assets.sandbox import salesforce_data as data
+from flow_assets.sandbox.page_cache import LruCache
 from flow_assets.sandbox.soql import Query, SoqlError, compile_soql, select_rows
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ MIN_BATCH_SIZE = 200  # Sforce-Query-Options batchSize range, as documented
 SESSION_SECONDS = 2 * 3600  # Salesforce's default session timeout
 LOCATOR_IDLE_SECONDS = 15 * 60  # query locators expire after 15 idle minutes
 MAX_OPEN_LOCATORS = 256
+CACHED_QUERIES = 8  # row selections kept when the page cache is on
 DAILY_API_REQUESTS = 5_000_000
 
 _DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.3f+0000"
@@ -112,6 +114,9 @@ class _Cursor:
     batch_size: int
     version: str
     touched: float = 0.0
+    # The query's identity (normalised SOQL, queryAll, API version, fields): with a page's
+    # start and size it names that page's records; None = never cached.
+    key: tuple[Any, ...] | None = None
 
 
 def _json(obj: Any) -> bytes:
@@ -144,6 +149,11 @@ class SalesforceSandbox:
 
     Opportunity holds `records` rows, Account records // 10 and Contact records // 2
     (at least 10 each). The same seed and record count give byte-identical answers.
+
+    `page_cache_mb` > 0 keeps the serialised records of query pages (up to that many MB,
+    least recently used evicted) and the rows of the last few queries, so repeating a
+    query costs the sandbox little; answers are the same bytes either way. The data never
+    changes in a running sandbox; anything that changed it would have to clear both caches.
     """
 
     def __init__(
@@ -156,11 +166,14 @@ class SalesforceSandbox:
         api_version: str = "59.0",
         ssl_context: ssl.SSLContext | None = None,
         quiet: bool = True,
+        page_cache_mb: int = 0,
     ) -> None:
         if not re.fullmatch(r"\d+\.\d", api_version):
             raise ValueError(f"api_version must look like 59.0, not {api_version!r}")
         if not 0 <= records <= data.MAX_RECORDS:
             raise ValueError(f"records must be between 0 and {data.MAX_RECORDS}")
+        if not isinstance(page_cache_mb, int) or page_cache_mb < 0:
+            raise ValueError("page_cache_mb must be a non-negative integer (0 = no cache)")
         self.records = records
         self.seed = seed
         self.client_id = client_id
@@ -184,6 +197,11 @@ class SalesforceSandbox:
         self._stats: Counter[str] = Counter()
         self._faults_served: Counter[str] = Counter()
         self._api_usage = 0
+        self._page_cache: LruCache | None = None
+        self._query_cache: LruCache | None = None
+        if page_cache_mb:
+            self._page_cache = LruCache(max_bytes=page_cache_mb * 1024 * 1024)
+            self._query_cache = LruCache(max_entries=CACHED_QUERIES)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -319,18 +337,25 @@ class SalesforceSandbox:
 
     def stats(self) -> dict[str, Any]:
         """Requests received per kind (token, query, query_more, describe, ...), their
-        total, and faults served per fault kind."""
+        total, faults served per fault kind, and the page cache's hits, misses and bytes."""
         with self._lock:
             counts: dict[str, Any] = {kind: self._stats[kind] for kind in REQUEST_KINDS}
             counts["requests"] = sum(self._stats.values())
             counts["faults"] = {kind: self._faults_served[kind] for kind in FAULT_KINDS}
             counts["faults_served"] = sum(self._faults_served.values())
-            return counts
+        cache = self._page_cache
+        counts["page_cache_hits"] = cache.hits if cache else 0
+        counts["page_cache_misses"] = cache.misses if cache else 0
+        counts["page_cache_bytes"] = cache.bytes if cache else 0
+        return counts
 
     def reset_stats(self) -> None:
+        """Zero the counters (the caches keep their contents)."""
         with self._lock:
             self._stats.clear()
             self._faults_served.clear()
+        if self._page_cache is not None:
+            self._page_cache.reset_counts()
 
     def _take_fault(self, target: str) -> _Fault | None:
         with self._lock:
@@ -595,15 +620,29 @@ class SalesforceSandbox:
             query: Query = compile_soql(soql, self._schemas)
         except SoqlError as exc:
             return _errors(400, exc.error_code, exc.message)
-        frame = self.frame(query.sobject)
-        rows = select_rows(query, frame, include_deleted=include_deleted)
-        total = frame.height if rows is None else rows.len()
+        key = (query.normalized, include_deleted, version, tuple(query.fields))
+        rows, total = self._select(query, key, include_deleted)
         if query.is_count:
             return _Reply(200, _json({"totalSize": total, "done": True, "records": []}))
         batch = self._batch_size(headers) or DEFAULT_BATCH_SIZE
-        cursor = _Cursor(query.sobject, query.fields, rows, total, batch, version)
+        cursor = _Cursor(query.sobject, query.fields, rows, total, batch, version, key=key)
         locator = self._open_cursor(cursor) if total > batch else ""
         return self._page(cursor, locator, 0, batch)
+
+    def _select(
+        self, query: Query, key: tuple[Any, ...], include_deleted: bool
+    ) -> tuple[pl.Series | None, int]:
+        """The answering rows (see select_rows) and their count; from the query cache
+        when this query was evaluated lately."""
+        cached = self._query_cache.get(key) if self._query_cache is not None else None
+        if cached is not None:
+            return cached
+        frame = self.frame(query.sobject)
+        rows = select_rows(query, frame, include_deleted=include_deleted)
+        selected = (rows, frame.height if rows is None else rows.len())
+        if self._query_cache is not None:
+            self._query_cache.put(key, selected)
+        return selected
 
     def _query_more(self, locator_offset: str, headers: Mapping[str, str]) -> _Reply:
         locator, _, offset = locator_offset.rpartition("-")
@@ -652,14 +691,32 @@ class SalesforceSandbox:
         head = f'{{"totalSize":{cursor.total},"done":{"true" if done else "false"},'
         if not done:
             head += f'"nextRecordsUrl":"/services/data/v{cursor.version}/query/{locator}-{end}",'
-        body = self._records_json(cursor, start, end, (head + '"records":').encode(), b"}")
-        return _Reply(200, body)
+        prefix = (head + '"records":').encode()
+        cache = self._page_cache
+        if cache is None or cursor.key is None:
+            return _Reply(200, self._records_json(cursor, start, end, prefix, b"}"))
+        # Keyed by what the query is, not by this execution's locator.
+        key = (cursor.key, start, batch)
+        records = cache.get(key)
+        if records is None:
+            buf = io.BytesIO()
+            self._write_records(cursor, start, end, buf)
+            records = buf.getvalue()  # hands over BytesIO's buffer, no copy
+            cache.put(key, records, len(records))
+        return _Reply(200, b"".join((prefix, records, b"}")))
 
     def _records_json(
         self, cursor: _Cursor, start: int, end: int, prefix: bytes = b"", suffix: bytes = b""
     ) -> memoryview:
         """Records `start`..`end` of the cursor as a JSON array, serialised by Polars
         between `prefix` and `suffix` into one buffer (pages are megabytes: no copies)."""
+        buf = io.BytesIO()
+        buf.write(prefix)
+        self._write_records(cursor, start, end, buf)
+        buf.write(suffix)
+        return buf.getbuffer()
+
+    def _write_records(self, cursor: _Cursor, start: int, end: int, buf: io.BytesIO) -> None:
         wire = self._load(cursor.sobject)[1]
         needed = ["Id", *(f for f in cursor.fields if f != "Id")]
         if cursor.rows is None:
@@ -671,11 +728,7 @@ class SalesforceSandbox:
             pl.lit(cursor.sobject).alias("type"),
             pl.concat_str([pl.lit(url), pl.col("Id")]).alias("url"),
         )
-        buf = io.BytesIO()
-        buf.write(prefix)
         page.select(attributes.alias("attributes"), *cursor.fields).write_json(buf)
-        buf.write(suffix)
-        return buf.getbuffer()
 
     # --- admin API ---------------------------------------------------------------------
 
@@ -834,10 +887,18 @@ def serve_forever_cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-secret", default="sandbox-secret")
     parser.add_argument("--tls-cert", help="PEM certificate chain; serves https with --tls-key")
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    parser.add_argument(
+        "--page-cache-mb",
+        type=int,
+        default=0,
+        help="keep up to this many MB of rendered query pages (default 0: no cache)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log each request")
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.page_cache_mb < 0:
+        parser.error("--page-cache-mb must be 0 or more")
     context = None
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -859,6 +920,7 @@ def serve_forever_cli(argv: list[str] | None = None) -> int:
         api_version=args.api_version,
         ssl_context=context,
         quiet=not args.verbose,
+        page_cache_mb=args.page_cache_mb,
     )
     try:
         sandbox.start()

@@ -80,6 +80,9 @@ class Query:
     order_by: list[tuple[pl.Expr, bool, bool]] = field(default_factory=list)
     limit: int | None = None
     offset: int = 0
+    # The text as tokens joined by one space, identifiers and keywords upper-cased (SOQL
+    # ignores their case), literals verbatim: equal for texts that answer the same rows.
+    normalized: str = ""
 
 
 def _rx(ch: str) -> str:
@@ -524,7 +527,12 @@ def compile_soql(text: str, schemas: Mapping[str, Mapping[str, str]]) -> Query:
     Object and field names match case-insensitively and come back canonical.
     Raises SoqlError with Salesforce's errorCode and message layout.
     """
-    return _Parser(text, schemas).parse()
+    parser = _Parser(text, schemas)
+    query = parser.parse()
+    query.normalized = " ".join(
+        tok.text.upper() if tok.kind == "ident" else tok.text for tok in parser.toks[:-1]
+    )
+    return query
 
 
 def select_rows(query: Query, frame: pl.DataFrame, *, include_deleted: bool) -> pl.Series | None:
