@@ -18,7 +18,6 @@ from typing import Literal
 import dagster as dg
 import duckdb
 import polars as pl
-import pyarrow.parquet as pq
 from pydantic import Field
 
 from flow_assets.destinations.staging import table_schema
@@ -158,7 +157,7 @@ class Lake:
 
 def _rows(files: Sequence[Path]) -> int:
     """From the files' footers, without reading their data."""
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
 
 
 def _link(source: Path, target: Path) -> None:

@@ -12,7 +12,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-ROW_GROUP_ROWS = 50_000  # pages are buffered up to this many rows per Parquet row group
+ROW_GROUP_ROWS = 50_000  # records per staged file: what the transform holds in memory at once
 
 
 @dataclass
@@ -49,7 +49,12 @@ class ParquetBatchWriter:
     def write(self, frame: pl.DataFrame) -> None:
         if frame.height == 0:
             return
-        self._buffer.append(frame.select(list(self.schema)).cast(dict(self.schema)))
+        frame = frame.select(list(self.schema)).cast(dict(self.schema))
+        # A small frame filtered out of a large batch can keep the batch's buffers alive while
+        # it waits here; a serialised copy holds only its own records.
+        if frame.height < ROW_GROUP_ROWS // 10:
+            frame = pl.read_ipc(frame.write_ipc(None))
+        self._buffer.append(frame)
         self._buffered += frame.height
         if self._buffered >= ROW_GROUP_ROWS:
             self._flush()
