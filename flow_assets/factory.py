@@ -221,8 +221,8 @@ def _transform_multi_asset(
                 tally.add(annotated, key)
                 loaded = annotated.filter(pl.col(STATUS).is_null()).drop(STATUS, REASON)
                 check.add(loaded)
-                records_out.write(loaded)
-                rejected_out.write(
+                records_out.write_subset(loaded)
+                rejected_out.write_subset(
                     annotated.filter(pl.col(STATUS) == REJECTED)
                     .drop(STATUS)
                     .with_columns(
@@ -240,14 +240,14 @@ def _transform_multi_asset(
             )
         cursor = _new_cursor(context.instance, flow, extracted)
         yield dg.Output(
-            staging.scan(flow.name, "rejected"),
+            staging.staged(flow.name, "rejected"),
             "rejected",
             metadata={"records_rejected": outcome.rejected, "reasons": _reasons(tally)},
         )
         # Last: the records materialization carries the cursor, so it advances only once the
         # destination has the records (and the rejected ones are in the error location).
         yield dg.Output(
-            staging.scan(flow.name, "records"),
+            staging.staged(flow.name, "records"),
             "records",
             metadata={
                 **outcome.as_metadata(),

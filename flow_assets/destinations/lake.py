@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from flow_assets.destinations.staging import table_schema
+from flow_assets.destinations.staging import Staged, table_schema
 
 WriteMode = Literal["append", "overwrite", "upsert"]
 DB_FILE = "lake.duckdb"
@@ -87,17 +87,17 @@ class Lake:
     def write(
         self,
         table: str,
-        frame: pl.LazyFrame,
+        data: pl.LazyFrame | Staged,
         mode: WriteMode = "append",
         key: Sequence[str] = (),
     ) -> WriteResult:
+        """Write records (a LazyFrame, or staged Parquet files, which are linked, not rewritten)."""
         folder = self.table_dir(table)
         version = folder / f"v-{uuid.uuid4().hex}"
         version.mkdir(parents=True)
         try:
-            incoming = version / f"part-{uuid.uuid4().hex}.parquet"
-            frame.sink_parquet(incoming, compression="zstd")
-            written = _rows([incoming])
+            incoming = self._bring(data, version)
+            written = _rows(incoming)
             old = self.files(table)
             if old and mode != "overwrite":
                 _check_types(table, old, incoming)
@@ -115,13 +115,25 @@ class Lake:
             table, written, _rows(files), version, sum(f.stat().st_size for f in files)
         )
 
-    def _upsert(self, old: list[Path], incoming: Path, key: Sequence[str], version: Path) -> int:
+    def _bring(self, data: pl.LazyFrame | Staged, version: Path) -> list[Path]:
+        if isinstance(data, Staged):
+            targets = [version / f"part-{uuid.uuid4().hex}.parquet" for _ in data.files]
+            for source, target in zip(data.files, targets, strict=True):
+                _link(source, target)
+            return targets
+        target = version / f"part-{uuid.uuid4().hex}.parquet"
+        data.sink_parquet(target, compression="zstd")
+        return [target]
+
+    def _upsert(
+        self, old: list[Path], incoming: list[Path], key: Sequence[str], version: Path
+    ) -> int:
         """Rewrite the table as old records without a newer version plus the new ones; within
         one batch the last record of a key wins, as later pages carry newer data."""
         keys = ", ".join(quote(k) for k in key)
         new = (
             f"(SELECT * EXCLUDE (__fb_row) FROM (SELECT *, row_number() OVER () AS __fb_row "
-            f"FROM read_parquet({_sql_path(incoming)})) QUALIFY row_number() OVER "
+            f"FROM read_parquet({_file_list(incoming)}, union_by_name = true)) QUALIFY row_number() OVER "
             f"(PARTITION BY {keys} ORDER BY __fb_row DESC) = 1)"
         )
         query = f"SELECT * FROM {new}"
@@ -129,14 +141,15 @@ class Lake:
             on = " AND ".join(f"o.{quote(k)} IS NOT DISTINCT FROM n.{quote(k)}" for k in key)
             query = (
                 f"SELECT * FROM read_parquet({_file_list(old)}, union_by_name = true) o "
-                f"WHERE NOT EXISTS (SELECT 1 FROM read_parquet({_sql_path(incoming)}) n "
+                f"WHERE NOT EXISTS (SELECT 1 FROM read_parquet({_file_list(incoming)}, union_by_name = true) n "
                 f"WHERE {on}) UNION ALL BY NAME {query}"
             )
         merged = version / f"part-{uuid.uuid4().hex}.parquet"
         with self.connect() as con:
             written = con.execute(f"SELECT count(*) FROM {new}").fetchone()[0]
             con.execute(f"COPY ({query}) TO {_sql_path(merged)} (FORMAT parquet, COMPRESSION zstd)")
-        incoming.unlink()
+        for path in incoming:
+            path.unlink()
         return int(written)
 
     def _publish(self, table: str, version: Path, files: list[Path]) -> None:
@@ -168,12 +181,12 @@ def _link(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _check_types(table: str, old: list[Path], incoming: Path) -> None:
+def _check_types(table: str, old: list[Path], incoming: list[Path]) -> None:
     """New columns are welcome; a column whose type changed is refused, naming it."""
     before: dict[str, pl.DataType] = {}
     for path in old:  # files of one table may differ by columns added over time
         before.update(pl.scan_parquet(path).collect_schema())
-    after = pl.scan_parquet(incoming).collect_schema()
+    after = pl.scan_parquet(incoming[0]).collect_schema()
     for name, dtype in after.items():
         if (
             name in before
@@ -192,13 +205,16 @@ class LakeIOManager(dg.ConfigurableIOManager):
 
     root: str = Field(description="The lake's folder: Parquet tables and the DuckDB database.")
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.LazyFrame | pl.DataFrame) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, obj: pl.LazyFrame | pl.DataFrame | Staged
+    ) -> None:
         meta = context.definition_metadata or {}
         table = str(meta.get("flowbridge/table") or "_".join(context.asset_key.path))
         mode = str(meta.get("flowbridge/write", "append"))
         key = [k for k in str(meta.get("flowbridge/key", "")).split(",") if k]
         lake = Lake(self.root)
-        result = lake.write(table, obj.lazy(), mode, key)  # type: ignore[arg-type]
+        data = obj if isinstance(obj, Staged) else obj.lazy()
+        result = lake.write(table, data, mode, key)  # type: ignore[arg-type]
         context.add_output_metadata(
             {
                 "dagster/row_count": result.rows_in_table,

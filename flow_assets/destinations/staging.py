@@ -27,9 +27,15 @@ class PageStream:
 
 @dataclass(frozen=True)
 class Staged:
+    """A staged dataset: a folder of Parquet files. Destinations may take the files as they are."""
+
     path: Path
     rows: int
     bytes: int
+
+    @property
+    def files(self) -> list[Path]:
+        return sorted(self.path.glob("*.parquet"))
 
 
 class ParquetBatchWriter:
@@ -49,15 +55,17 @@ class ParquetBatchWriter:
     def write(self, frame: pl.DataFrame) -> None:
         if frame.height == 0:
             return
-        frame = frame.select(list(self.schema)).cast(dict(self.schema))
-        # A small frame filtered out of a large batch can keep the batch's buffers alive while
-        # it waits here; a serialised copy holds only its own records.
-        if frame.height < ROW_GROUP_ROWS // 10:
-            frame = pl.read_ipc(frame.write_ipc(None))
-        self._buffer.append(frame)
+        self._buffer.append(frame.select(list(self.schema)).cast(dict(self.schema)))
         self._buffered += frame.height
         if self._buffered >= ROW_GROUP_ROWS:
             self._flush()
+
+    def write_subset(self, frame: pl.DataFrame) -> None:
+        """Like write, for rows filtered out of a larger frame: a filtered frame can keep the
+        larger one's buffers alive while it waits here, so a compact copy waits instead."""
+        if frame.height and frame.height + self._buffered < ROW_GROUP_ROWS:
+            frame = pl.read_ipc(frame.write_ipc(None))
+        self.write(frame)
 
     def _flush(self) -> None:
         # Polars writes each file whole; a file per batch keeps memory flat without a
@@ -130,6 +138,12 @@ class StagingArea(dg.ConfigurableResource):
         rows = self.scan(*parts).select(pl.len()).collect().item()
         size = sum(f.stat().st_size for f in target.glob("*.parquet"))
         return Staged(target, rows, size)
+
+    def staged(self, *parts: str) -> Staged:
+        target = self.path(*parts)
+        files = sorted(target.glob("*.parquet"))
+        rows = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
+        return Staged(target, rows, sum(f.stat().st_size for f in files))
 
     def scan(self, *parts: str) -> pl.LazyFrame:
         target = self.path(*parts)
