@@ -99,6 +99,12 @@ class Lake:
             incoming = self._bring(data, version)
             written = _rows(incoming)
             old = self.files(table)
+            if old and not written and mode != "overwrite":
+                shutil.rmtree(version)  # nothing new: the current version stays
+                current = old[0].parent
+                return WriteResult(
+                    table, 0, _rows(old), current, sum(f.stat().st_size for f in old)
+                )
             if old and mode != "overwrite":
                 _check_types(table, old, incoming)
             if mode == "append":

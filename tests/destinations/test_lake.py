@@ -73,3 +73,11 @@ def test_a_failed_write_leaves_the_table_as_it_was(tmp_path):
         lake.write("t", bad, "append")
     assert table(lake, "t")["Id"].to_list() == ["a"]
     assert len(list(lake.table_dir("t").glob("v-*"))) == 1
+
+
+def test_an_empty_batch_leaves_the_current_version(tmp_path):
+    lake = Lake(tmp_path)
+    first = lake.write("t", pl.LazyFrame({"Id": ["a"], "v": [1]}), "upsert", ["Id"])
+    again = lake.write("t", pl.LazyFrame(schema={"Id": pl.String, "v": pl.Int64}), "upsert", ["Id"])
+    assert again.version == first.version and again.rows_written == 0
+    assert table(lake, "t")["Id"].to_list() == ["a"]
