@@ -43,7 +43,7 @@ install: $(VENV)/.synced $(DAGSTER_HOME)/dagster.yaml
 
 $(DAGSTER_HOME)/dagster.yaml:
 	@mkdir -p $(DAGSTER_HOME)
-	@printf 'telemetry:\n  enabled: false\n' > $@
+	@printf 'telemetry:\n  enabled: false\npython_logs:\n  managed_python_loggers: [flow_assets]\n' > $@
 
 demo: install
 	$(BIN)/flowbridge demo

@@ -13,9 +13,12 @@ from flow_assets.environment import Settings
 from flow_assets.factory import FULL_REFRESH_TAG, asset_key
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Retries and re-authentications (logged by flow_assets) show in the run's event log.
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
+python_logs:
+  managed_python_loggers: [flow_assets]
 """
 
 
