@@ -7,7 +7,9 @@ import logging
 import dagster as dg
 
 from flow_assets.connectors import connection_resource, resource_key
+from flow_assets.connectors.aws import AwsConnection
 from flow_assets.destinations import LakeIOManager, StagingArea, StagingIOManager
+from flow_assets.destinations.s3 import S3IOManager
 from flow_assets.environment import Settings
 from flow_assets.factory import build_flow, invalid_flow_asset
 from flow_assets.spec import FlowFileError, load_project
@@ -32,11 +34,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         if resource_key(flow.source.connection) not in resources:
             continue  # the connection's own error is reported against connections.yaml
         try:
-            parts.append(build_flow(flow, file, project.connections[flow.source.connection]))
+            parts.append(build_flow(flow, file, project.connections))
         except FlowFileError as exc:
             errors[file] = exc
     for _path, error in errors.items():
         log.warning("flow file did not load: %s", error)
+    for name, spec in project.connections.items():
+        resource = resources.get(resource_key(name))
+        if spec.connector == "aws" and isinstance(resource, AwsConnection):
+            resources[f"s3_io_manager__{name}"] = S3IOManager(connection=resource)
     staging = StagingArea(root=str(settings.staging_dir))
     lake = LakeIOManager(root=str(settings.lake_dir))
     parts.append(

@@ -9,20 +9,19 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
-from flow_assets.connectors import resource_key
+from flow_assets.connectors import SOURCE_CONNECTORS, resource_key
 from flow_assets.connectors.base import ReadRequest
 from flow_assets.connectors.errors import ConnectorError
 from flow_assets.destinations.staging import PageStream, StagingArea, read_batches
 from flow_assets.schedules import ScheduleError, to_cron
 from flow_assets.spec.env import resolve
-from flow_assets.spec.errors import FlowFileError, did_you_mean
+from flow_assets.spec.errors import FlowFileError, ProblemList, did_you_mean
 from flow_assets.spec.loading import field_reference_problems
-from flow_assets.spec.models import ConnectionSpec, FlowSpec, MaskSpec, Schedule
+from flow_assets.spec.models import DESTINATIONS, ConnectionSpec, FlowSpec, MaskSpec, Schedule
 from flow_assets.transforms import REASON, STATUS, Tally, TaskError, annotate, pushable_filters
 from flow_assets.transforms.tasks import REJECTED
 from flow_assets.transforms.validation import CheckReport, SchemaCheck, masked_fields, schema_for
 
-DESTINATION_IO_MANAGERS = {"lake": "lake_io_manager"}
 ERROR_IO_MANAGER = "error_io_manager"
 STAGING_IO_MANAGER = "staging_io_manager"
 CURSOR = "cursor"
@@ -34,16 +33,41 @@ def asset_key(flow: FlowSpec | str, name: str) -> dg.AssetKey:
     return dg.AssetKey([flow if isinstance(flow, str) else flow.name, name])
 
 
-def build_flow(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> dg.Definitions:
+def destination_io_manager(flow: FlowSpec) -> str:
+    dest = flow.destination
+    if dest.connector == "s3" and dest.s3 is not None:
+        return f"s3_io_manager__{dest.s3.connection}"
+    return "lake_io_manager"
+
+
+def build_flow(
+    flow: FlowSpec, file: Path, connections: dict[str, ConnectionSpec]
+) -> dg.Definitions:
     """Assets <flow>/extracted, <flow>/records, <flow>/rejected, the schema check, job, schedule."""
-    if flow.destination.connector not in DESTINATION_IO_MANAGERS:
-        raise FlowFileError.single(
-            str(file),
-            "destination.connector",
-            f"unknown destination '{flow.destination.connector}'"
-            f"{did_you_mean(flow.destination.connector, DESTINATION_IO_MANAGERS)}; "
-            f"known: {', '.join(DESTINATION_IO_MANAGERS)}",
-        )
+    connection = connections[flow.source.connection]
+    problems = ProblemList()
+    if connection.connector not in SOURCE_CONNECTORS:
+        problems.add(
+            str(file), "source.connection",
+            f"connection '{flow.source.connection}' is a {connection.connector} connection, "
+            f"which cannot be a source yet; sources: {', '.join(SOURCE_CONNECTORS)}",
+        )  # fmt: skip
+    dest = flow.destination
+    if dest.connector not in DESTINATIONS:
+        problems.add(
+            str(file), "destination.connector",
+            f"unknown destination '{dest.connector}'{did_you_mean(dest.connector, DESTINATIONS)}"
+            f"; known: {', '.join(DESTINATIONS)}",
+        )  # fmt: skip
+    if dest.s3 is not None:
+        target = connections.get(dest.s3.connection)
+        if target is None or target.connector != "aws":
+            problems.add(
+                str(file), "destination.s3.connection",
+                f"'{dest.s3.connection}' is not an aws connection in connections.yaml"
+                f"{did_you_mean(dest.s3.connection, [n for n, c in connections.items() if c.connector == 'aws'])}",
+            )  # fmt: skip
+    problems.raise_if_any()
     extracted = _extracted_asset(flow, file, connection)
     transform = _transform_multi_asset(flow, file, connection)
     job = dg.define_asset_job(
@@ -156,7 +180,7 @@ def _transform_multi_asset(
         outs={
             "records": dg.AssetOut(
                 key=records_key,
-                io_manager_key=DESTINATION_IO_MANAGERS[dest.connector],
+                io_manager_key=destination_io_manager(flow),
                 description=(
                     f"{flow.description or flow.name}: records after mapping, filters, "
                     f"calculated fields and masking, written to {dest.connector} ({dest.write})."
@@ -169,6 +193,7 @@ def _transform_multi_asset(
                     "flowbridge/write": dest.write,
                     "flowbridge/key": ",".join(dest.key or []),
                     "flowbridge/flow_file": file.name,
+                    **({"flowbridge/s3": dest.s3.model_dump_json()} if dest.s3 else {}),
                 },
             ),
             "rejected": dg.AssetOut(

@@ -37,7 +37,7 @@ def validate_project(root: Path, online: bool = True) -> Report:
             resource = connection_resource(
                 flow.source.connection, project.connections[flow.source.connection], conn_file
             )
-            build_flow(flow, file, project.connections[flow.source.connection])
+            build_flow(flow, file, project.connections)
         except FlowFileError as exc:
             report.problems.extend(p for p in exc.problems if p not in report.problems)
             continue

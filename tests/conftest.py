@@ -73,3 +73,56 @@ def failure_message(result) -> str:
 def live_opportunities(sandbox) -> "pl.DataFrame":
     """The sandbox's truth as a SOQL query sees it: deleted records only show in queryAll."""
     return sandbox.frame("Opportunity").filter(~pl.col("IsDeleted"))
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A real moto server process on 127.0.0.1, driven through boto3 as AWS would be."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = Path(sys.executable).parent / "moto_server"
+    process = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                requests.get(f"{url}/moto-api/", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("moto_server did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def aws(moto_endpoint, monkeypatch):
+    """Fake credentials (so nothing can reach real AWS) and a freshly reset moto server."""
+    import requests
+
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    import boto3
+
+    return lambda service: boto3.client(
+        service, region_name="us-east-1", endpoint_url=moto_endpoint
+    )

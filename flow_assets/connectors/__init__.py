@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import ValidationError
 
+from flow_assets.connectors.aws import AwsConnection
 from flow_assets.connectors.base import FieldInfo, ObjectSchema, ReadRequest, SourceClient
 from flow_assets.connectors.errors import ConnectorError
 from flow_assets.connectors.salesforce import SalesforceConnection
@@ -17,10 +18,14 @@ from flow_assets.spec.models import ConnectionSpec
 
 CONNECTION_TYPES: dict[str, type[dg.ConfigurableResource]] = {
     "salesforce": SalesforceConnection,
+    "aws": AwsConnection,
 }
+# Connectors a flow can read from (their resources open a SourceClient).
+SOURCE_CONNECTORS = ("salesforce",)
 
 __all__ = [
     "CONNECTION_TYPES",
+    "SOURCE_CONNECTORS",
     "ConnectorError",
     "FieldInfo",
     "ObjectSchema",

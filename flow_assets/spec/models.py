@@ -198,16 +198,52 @@ Task = Annotated[
 ]
 
 
+class S3Encryption(StrictModel):
+    type: Literal["sse-s3", "sse-kms"] = "sse-kms"
+    kms_key_id: str | None = Field(
+        None, description="Key id, ARN or alias/NAME; the bucket's default KMS key when omitted."
+    )
+
+
+class S3Settings(StrictModel):
+    """AppFlow's S3 destination: bucket, prefix, file type, prefix layout and aggregation."""
+
+    connection: str = Field(description="An aws connection in connections.yaml.")
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field("", description="Key prefix; the flow name when empty.")
+    format: Literal["parquet", "csv", "jsonl"] = "parquet"
+    partitioning: list[Literal["year", "month", "day", "hour", "run_id"]] = Field(
+        default_factory=list, description="Folders under the prefix, e.g. [year, month, day]."
+    )
+    file_size_mb: int | None = Field(
+        None, gt=0, description="Files of about this size; one file per run when omitted."
+    )
+    encryption: S3Encryption | None = None
+
+
+DESTINATIONS = ("lake", "s3")
+
+
 class Destination(StrictModel):
-    connector: str = Field("lake", description="Where records go: lake (default).")
+    connector: str = Field("lake", description="Where records go: lake (default) or s3.")
     write: Literal["append", "overwrite", "upsert"] = "append"
     key: list[str] | None = Field(None, min_length=1)
     table: str | None = Field(None, pattern=NAME_PATTERN, description="Defaults to the flow name.")
+    s3: S3Settings | None = Field(None, description="Settings of connector s3.")
 
     @model_validator(mode="after")
-    def _upsert_needs_key(self) -> Destination:
+    def _settings_fit_connector(self) -> Destination:
         if self.write == "upsert" and not self.key:
             raise ValueError("write 'upsert' needs key: [field, ...]")
+        if self.connector == "s3":
+            if self.s3 is None:
+                raise ValueError("connector 's3' needs an s3: block with connection and bucket")
+            if self.write == "upsert":
+                raise ValueError(
+                    "write 'upsert' to s3 is not available yet; use append or overwrite"
+                )
+        elif self.s3 is not None:
+            raise ValueError(f"an s3: block belongs to connector s3, not '{self.connector}'")
         return self
 
 

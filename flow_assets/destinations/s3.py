@@ -1,0 +1,226 @@
+"""The S3 destination: a run's records as Parquet, CSV or JSON Lines under AppFlow-style
+prefixes, encrypted with SSE-S3 or SSE-KMS, made visible together by a manifest written last.
+
+Readers list the manifests (`_manifest-<run>.json`) and read the files they name; a file that
+no manifest names belongs to a run that did not finish and is ignored (and removed).
+"""
+
+import json
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from flow_assets.connectors.aws import AwsConnection
+from flow_assets.destinations.staging import Staged, table_schema
+from flow_assets.spec.models import S3Settings
+
+MANIFEST = "_manifest-"
+EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
+
+
+@dataclass(frozen=True)
+class S3WriteResult:
+    prefix: str
+    manifest: str
+    files: list[dict[str, Any]]
+    rows: int
+    bytes: int
+
+
+def partition_prefix(settings: S3Settings, flow: str, run_id: str, at: datetime) -> str:
+    """prefix/year=2024/month=01/day=15/run_id=.../ as the flow's partitioning asks."""
+    parts = [settings.prefix.strip("/") or flow]
+    values = {
+        "year": f"{at:%Y}",
+        "month": f"{at:%m}",
+        "day": f"{at:%d}",
+        "hour": f"{at:%H}",
+        "run_id": run_id,
+    }
+    parts += [f"{name}={values[name]}" for name in settings.partitioning]
+    return "/".join(parts) + "/"
+
+
+def encryption_args(settings: S3Settings) -> dict[str, str]:
+    enc = settings.encryption
+    if enc is None:
+        return {}
+    if enc.type == "sse-s3":
+        return {"ServerSideEncryption": "AES256"}
+    args = {"ServerSideEncryption": "aws:kms"}
+    if enc.kms_key_id:
+        args["SSEKMSKeyId"] = enc.kms_key_id
+    return args
+
+
+class S3Writer:
+    """Uploads one run's staged records to S3 and publishes them with a manifest."""
+
+    def __init__(self, client: Any, settings: S3Settings, flow: str, run_id: str, at: datetime):
+        self.client = client
+        self.settings = settings
+        self.run_id = run_id
+        self.prefix = partition_prefix(settings, flow, run_id, at)
+        self.extra = encryption_args(settings)
+
+    def write(self, staged: Staged, mode: str) -> S3WriteResult:
+        uploaded: list[dict[str, Any]] = []
+        try:
+            with tempfile.TemporaryDirectory(prefix="flowbridge-s3-") as tmp:
+                for n, group in enumerate(self._groups(staged)):
+                    uploaded.append(self._upload(group, Path(tmp), n))
+            manifest = self._publish(uploaded, staged)
+        except BaseException:
+            for item in uploaded:  # invisible without a manifest; removed to leave no litter
+                self.client.delete_object(Bucket=self.settings.bucket, Key=item["key"])
+            raise
+        if mode == "overwrite":
+            self._remove_others(manifest)
+        return S3WriteResult(
+            self.prefix,
+            manifest,
+            uploaded,
+            sum(f["rows"] for f in uploaded),
+            sum(f["bytes"] for f in uploaded),
+        )
+
+    def _groups(self, staged: Staged) -> list[list[Path]]:
+        """Staged files grouped into output files: one per run, or about file_size_mb each."""
+        files = staged.files
+        if self.settings.file_size_mb is None:
+            return [files]
+        target = self.settings.file_size_mb * 1024 * 1024
+        groups: list[list[Path]] = [[]]
+        size = 0
+        for path in files:
+            if groups[-1] and size >= target:
+                groups.append([])
+                size = 0
+            groups[-1].append(path)
+            size += path.stat().st_size
+        return groups
+
+    def _upload(self, group: list[Path], tmp: Path, n: int) -> dict[str, Any]:
+        fmt = self.settings.format
+        local = tmp / f"part-{n:05d}.{EXTENSIONS[fmt]}"
+        frame = pl.scan_parquet(group)
+        if fmt == "parquet":
+            frame.sink_parquet(local, compression="zstd")
+        elif fmt == "csv":
+            frame.sink_csv(local)
+        else:
+            frame.sink_ndjson(local)
+        rows = sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in group)
+        key = (
+            f"{self.prefix}part-{self.run_id[:8]}-{uuid.uuid4().hex[:8]}-{n:05d}.{EXTENSIONS[fmt]}"
+        )
+        self.client.upload_file(str(local), self.settings.bucket, key, ExtraArgs=self.extra)
+        return {"key": key, "rows": rows, "bytes": local.stat().st_size}
+
+    def _publish(self, files: list[dict[str, Any]], staged: Staged) -> str:
+        schema = pl.scan_parquet(staged.files[0]).collect_schema()
+        manifest = {
+            "run_id": self.run_id,
+            "format": self.settings.format,
+            "written_at": datetime.now(UTC).isoformat(),
+            "rows": sum(f["rows"] for f in files),
+            "files": files,
+            "schema": {name: str(dtype) for name, dtype in schema.items()},
+        }
+        key = f"{self.prefix}{MANIFEST}{self.run_id}.json"
+        self.client.put_object(
+            Bucket=self.settings.bucket,
+            Key=key,
+            Body=json.dumps(manifest, indent=1).encode(),
+            ContentType="application/json",
+            **self.extra,
+        )
+        return key
+
+    def _remove_others(self, manifest: str) -> None:
+        """After an overwrite is published, the partition's older runs go."""
+        keep = {
+            manifest,
+            *(
+                f["key"]
+                for f in read_manifest(self.client, self.settings.bucket, manifest)["files"]
+            ),
+        }
+        for key in list_keys(self.client, self.settings.bucket, self.prefix):
+            if key not in keep and "/" not in key[len(self.prefix) :]:
+                self.client.delete_object(Bucket=self.settings.bucket, Key=key)
+
+
+def list_keys(client: Any, bucket: str, prefix: str) -> list[str]:
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    return keys
+
+
+def read_manifest(client: Any, bucket: str, key: str) -> dict[str, Any]:
+    return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def published_files(client: Any, bucket: str, prefix: str) -> list[str]:
+    """Keys of every file a manifest under prefix names: what readers should read."""
+    manifests = [
+        k for k in list_keys(client, bucket, prefix) if k.rsplit("/", 1)[-1].startswith(MANIFEST)
+    ]
+    return [f["key"] for m in sorted(manifests) for f in read_manifest(client, bucket, m)["files"]]
+
+
+def resolve_kms_key(settings: S3Settings, connection: AwsConnection) -> S3Settings:
+    """An alias becomes its key's ARN before anything is written: a missing key fails the run
+    up front, and the objects name the key itself, as S3 reports it."""
+    enc = settings.encryption
+    if enc is None or enc.type != "sse-kms" or not enc.kms_key_id:
+        return settings
+    kms = connection.client("kms")
+    try:
+        arn = kms.describe_key(KeyId=enc.kms_key_id)["KeyMetadata"]["Arn"]
+    except kms.exceptions.NotFoundException:
+        raise dg.Failure(
+            f"destination.s3.encryption.kms_key_id: KMS key '{enc.kms_key_id}' not found in "
+            f"{connection.region_name}; create it or fix the flow file"
+        ) from None
+    return settings.model_copy(update={"encryption": enc.model_copy(update={"kms_key_id": arn})})
+
+
+class S3IOManager(dg.ConfigurableIOManager):
+    """Writes an asset's staged records to the S3 destination its definition declares."""
+
+    connection: AwsConnection
+
+    def handle_output(self, context: dg.OutputContext, obj: Staged) -> None:
+        meta = context.definition_metadata or {}
+        settings = S3Settings.model_validate_json(str(meta["flowbridge/s3"]))
+        flow = context.asset_key.path[0]
+        started = datetime.now(UTC)  # the run's time decides its year=/month=/day= folders
+        settings = resolve_kms_key(settings, self.connection)
+        writer = S3Writer(self.connection.client("s3"), settings, flow, context.run_id, started)
+        result = writer.write(obj, str(meta.get("flowbridge/write", "append")))
+        context.add_output_metadata(
+            {
+                "dagster/row_count": result.rows,
+                "rows_written": result.rows,
+                "destination": f"s3://{settings.bucket}/{result.prefix}",
+                "manifest": f"s3://{settings.bucket}/{result.manifest}",
+                "files": len(result.files),
+                "bytes": result.bytes,
+                "format": settings.format,
+                "encryption": settings.encryption.type if settings.encryption else "none",
+                "dagster/column_schema": table_schema(
+                    pl.scan_parquet(obj.files[0]).collect_schema()
+                ),
+            }
+        )
+
+    def load_input(self, context: dg.InputContext) -> pl.LazyFrame:
+        raise NotImplementedError("reading back from the S3 destination comes with S3 sources")

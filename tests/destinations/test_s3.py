@@ -1,0 +1,167 @@
+"""The S3 destination on a real moto server: formats, prefixes, SSE-KMS, manifests, modes."""
+
+import io
+import json
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from flow_assets.destinations.s3 import MANIFEST, list_keys, published_files
+from tests.conftest import failure_message, live_opportunities, materialization, run_flow
+
+FLOW = "salesforce_opportunities_to_s3"
+BUCKET = "flowbridge-example-lake"
+
+
+@pytest.fixture
+def s3_project(project, aws):
+    s3, kms = aws("s3"), aws("kms")
+    s3.create_bucket(Bucket=BUCKET)
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/flowbridge", TargetKeyId=key_id)
+    return project, s3, kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+
+
+def set_destination(project, **changes: str) -> None:
+    path = project.flows_dir / f"{FLOW}.yaml"
+    text = path.read_text()
+    for old, new in changes.items():
+        assert old in text
+        text = text.replace(old, new)
+    path.write_text(text)
+
+
+def read(s3, key: str, fmt: str) -> pl.DataFrame:
+    body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    reader = {"parquet": pl.read_parquet, "csv": pl.read_csv, "jsonl": pl.read_ndjson}[fmt]
+    return reader(io.BytesIO(body))
+
+
+def test_records_land_in_s3_encrypted_with_a_manifest(s3_project, instance, sf):
+    project, s3, key_arn = s3_project
+    result = run_flow(project, instance, FLOW)
+    assert result.success, failure_message(result)
+    meta = materialization(result, FLOW, "records")
+    files = published_files(s3, BUCKET, "salesforce/opportunities/")
+    assert len(files) == 1 and files[0].endswith(".parquet")
+    assert "/year=" in files[0] and "/month=" in files[0] and "/day=" in files[0]
+    loaded = read(s3, files[0], "parquet")
+
+    truth = live_opportunities(sf)
+    assert meta["records_read"] == truth.height
+    assert (
+        loaded.height
+        == meta["records_loaded"]
+        == truth.filter(pl.col("Amount").is_null() | (pl.col("Amount") >= 0)).height
+    )
+    assert loaded["Id"].is_unique().all()
+    assert not set(loaded["Email__c"].drop_nulls()) & set(truth["Email__c"].drop_nulls())
+
+    head = s3.head_object(Bucket=BUCKET, Key=files[0])
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"] == key_arn
+    manifests = [k for k in list_keys(s3, BUCKET, "salesforce/") if MANIFEST in k]
+    assert len(manifests) == 1
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=manifests[0])["Body"].read())
+    assert manifest["rows"] == loaded.height and manifest["run_id"] == result.run_id
+    assert meta["destination"].startswith(f"s3://{BUCKET}/salesforce/opportunities/year=")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_csv_and_json_lines(s3_project, instance, sf, fmt):
+    project, s3, _ = s3_project
+    set_destination(project, **{"format: parquet": f"format: {fmt}"})
+    result = run_flow(project, instance, FLOW)
+    assert result.success, failure_message(result)
+    files = published_files(s3, BUCKET, "salesforce/")
+    assert files[0].endswith(f".{fmt}")
+    loaded = read(s3, files[0], fmt)
+    assert loaded.height == materialization(result, FLOW, "records")["records_loaded"]
+    assert sorted(loaded["Id"]) == sorted(
+        live_opportunities(sf).filter(pl.col("Amount").is_null() | (pl.col("Amount") >= 0))["Id"]
+    )
+
+
+def test_files_of_a_target_size_and_sse_s3(s3_project, instance, sf):
+    project, s3, _ = s3_project
+    set_destination(
+        project,
+        **{
+            "format: parquet": "format: parquet\n    file_size_mb: 1",
+            "{type: sse-kms, kms_key_id: alias/flowbridge}": "{type: sse-s3}",
+            "partitioning: [year, month, day]": "partitioning: [run_id]",
+        },
+    )
+    import flow_assets.destinations.staging as staging
+
+    original, staging.ROW_GROUP_ROWS = staging.ROW_GROUP_ROWS, 500  # several staged files
+    try:
+        result = run_flow(project, instance, FLOW)
+    finally:
+        staging.ROW_GROUP_ROWS = original
+    assert result.success, failure_message(result)
+    files = published_files(s3, BUCKET, "salesforce/")
+    assert all(f"/run_id={result.run_id}/" in f for f in files)
+    assert len(files) == 1  # 3,000 small records stay under 1 MB: one file
+    assert s3.head_object(Bucket=BUCKET, Key=files[0])["ServerSideEncryption"] == "AES256"
+
+
+def test_append_keeps_runs_and_overwrite_replaces_the_partition(s3_project, instance, sf):
+    project, s3, _ = s3_project
+    full = {"flowbridge/full_refresh": "true"}
+    first = run_flow(project, instance, FLOW, **full)
+    second = run_flow(project, instance, FLOW, **full)
+    assert first.success and second.success
+    per_run = materialization(first, FLOW, "records")["records_loaded"]
+    rows = sum(read(s3, k, "parquet").height for k in published_files(s3, BUCKET, "salesforce/"))
+    assert rows == 2 * per_run
+
+    set_destination(project, **{"write: append": "write: overwrite"})
+    third = run_flow(project, instance, FLOW, **full)
+    assert third.success
+    files = published_files(s3, BUCKET, "salesforce/")
+    assert sum(read(s3, k, "parquet").height for k in files) == per_run
+    assert len([k for k in list_keys(s3, BUCKET, "salesforce/") if MANIFEST in k]) == 1
+
+
+def test_missing_bucket_fails_clearly_and_keeps_the_cursor(s3_project, instance, sf):
+    project, s3, _ = s3_project
+    set_destination(project, **{"bucket: flowbridge-example-lake": "bucket: no-such-bucket"})
+    result = run_flow(project, instance, FLOW)
+    assert not result.success
+    assert "NoSuchBucket" in failure_message(result)
+    from flow_assets.factory import last_cursor
+    from flow_assets.spec import load_flow_file
+
+    flow = load_flow_file(project.flows_dir / f"{FLOW}.yaml")
+    assert last_cursor(instance, flow) is None
+
+
+def test_files_are_grouped_to_about_the_target_size(tmp_path):
+    import os
+
+    from flow_assets.destinations.s3 import S3Writer
+    from flow_assets.destinations.staging import Staged
+    from flow_assets.spec.models import S3Settings
+
+    for n in range(4):  # incompressible: each file is about 0.4 MB
+        pl.DataFrame({"x": [os.urandom(4000).hex() for _ in range(50)]}).write_parquet(
+            tmp_path / f"part-{n:05d}.parquet", compression="uncompressed"
+        )
+    settings = S3Settings(connection="a", bucket="bucket-1", file_size_mb=1)
+    now = datetime.now(UTC)
+    writer = S3Writer(None, settings, "f", "run", now)
+    groups = writer._groups(Staged(tmp_path, 200, 0))
+    assert [len(g) for g in groups] == [3, 1]
+    one = S3Writer(None, settings.model_copy(update={"file_size_mb": None}), "f", "run", now)
+    assert [len(g) for g in one._groups(Staged(tmp_path, 200, 0))] == [4]
+
+
+def test_missing_kms_key_fails_before_anything_is_written(s3_project, instance, sf):
+    project, s3, _ = s3_project
+    set_destination(project, **{"alias/flowbridge": "alias/nope"})
+    result = run_flow(project, instance, FLOW)
+    assert not result.success
+    assert "KMS key 'alias/nope' not found" in failure_message(result)
+    assert list_keys(s3, BUCKET, "") == []
