@@ -9,6 +9,8 @@ import dagster as dg
 from flow_assets.connectors import connection_resource, resource_key
 from flow_assets.connectors.aws import AwsConnection
 from flow_assets.destinations import LakeIOManager, StagingArea, StagingIOManager
+from flow_assets.destinations.dynamodb import DynamoDBIOManager
+from flow_assets.destinations.eventbridge import EventBridgeIOManager
 from flow_assets.destinations.s3 import S3IOManager
 from flow_assets.environment import Settings
 from flow_assets.factory import build_flow, invalid_flow_asset
@@ -42,7 +44,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     for name, spec in project.connections.items():
         resource = resources.get(resource_key(name))
         if spec.connector == "aws" and isinstance(resource, AwsConnection):
+            error_root = str(settings.lake_dir)
             resources[f"s3_io_manager__{name}"] = S3IOManager(connection=resource)
+            resources[f"dynamodb_io_manager__{name}"] = DynamoDBIOManager(
+                connection=resource, error_root=error_root
+            )
+            resources[f"eventbridge_io_manager__{name}"] = EventBridgeIOManager(
+                connection=resource, error_root=error_root
+            )
     staging = StagingArea(root=str(settings.staging_dir))
     lake = LakeIOManager(root=str(settings.lake_dir))
     parts.append(

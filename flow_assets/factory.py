@@ -34,9 +34,10 @@ def asset_key(flow: FlowSpec | str, name: str) -> dg.AssetKey:
 
 
 def destination_io_manager(flow: FlowSpec) -> str:
+    """The lake's IO manager, or the AWS destination's for the flow's aws connection."""
     dest = flow.destination
-    if dest.connector == "s3" and dest.s3 is not None:
-        return f"s3_io_manager__{dest.s3.connection}"
+    if dest.settings is not None:
+        return f"{dest.connector}_io_manager__{dest.settings.connection}"
     return "lake_io_manager"
 
 
@@ -59,13 +60,13 @@ def build_flow(
             f"unknown destination '{dest.connector}'{did_you_mean(dest.connector, DESTINATIONS)}"
             f"; known: {', '.join(DESTINATIONS)}",
         )  # fmt: skip
-    if dest.s3 is not None:
-        target = connections.get(dest.s3.connection)
-        if target is None or target.connector != "aws":
+    if dest.settings is not None:
+        name = dest.settings.connection
+        if name not in connections or connections[name].connector != "aws":
+            aws = [n for n, c in connections.items() if c.connector == "aws"]
             problems.add(
-                str(file), "destination.s3.connection",
-                f"'{dest.s3.connection}' is not an aws connection in connections.yaml"
-                f"{did_you_mean(dest.s3.connection, [n for n, c in connections.items() if c.connector == 'aws'])}",
+                str(file), f"destination.{dest.connector}.connection",
+                f"'{name}' is not an aws connection in connections.yaml{did_you_mean(name, aws)}",
             )  # fmt: skip
     problems.raise_if_any()
     extracted = _extracted_asset(flow, file, connection)
@@ -193,7 +194,11 @@ def _transform_multi_asset(
                     "flowbridge/write": dest.write,
                     "flowbridge/key": ",".join(dest.key or []),
                     "flowbridge/flow_file": file.name,
-                    **({"flowbridge/s3": dest.s3.model_dump_json()} if dest.s3 else {}),
+                    **(
+                        {"flowbridge/settings": dest.settings.model_dump_json()}
+                        if dest.settings
+                        else {}
+                    ),
                 },
             ),
             "rejected": dg.AssetOut(

@@ -200,7 +200,7 @@ class S3IOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: Staged) -> None:
         meta = context.definition_metadata or {}
-        settings = S3Settings.model_validate_json(str(meta["flowbridge/s3"]))
+        settings = S3Settings.model_validate_json(str(meta["flowbridge/settings"]))
         flow = context.asset_key.path[0]
         started = datetime.now(UTC)  # the run's time decides its year=/month=/day= folders
         settings = resolve_kms_key(settings, self.connection)

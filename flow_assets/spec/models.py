@@ -221,7 +221,26 @@ class S3Settings(StrictModel):
     encryption: S3Encryption | None = None
 
 
-DESTINATIONS = ("lake", "s3")
+class DynamoDBSettings(StrictModel):
+    """Items keyed by the destination's key (partition key, and sort key if there are two)."""
+
+    connection: str = Field(description="An aws connection in connections.yaml.")
+    table: str = Field(pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    create_table: bool = Field(True, description="Create it (on-demand billing) if missing.")
+
+
+class EventBridgeSettings(StrictModel):
+    """One event per record, its detail the record as JSON."""
+
+    connection: str = Field(description="An aws connection in connections.yaml.")
+    event_bus: str = Field("default", description="The bus name or ARN.")
+    source: str = Field(description="The events' Source, e.g. flowbridge.salesforce.")
+    detail_type: str = Field(description="The events' DetailType, e.g. OpportunityChanged.")
+
+
+DESTINATIONS = ("lake", "s3", "dynamodb", "eventbridge")
+# Destinations that take their settings from a block named like the connector.
+SETTINGS_BLOCKS = ("s3", "dynamodb", "eventbridge")
 
 
 class Destination(StrictModel):
@@ -230,20 +249,32 @@ class Destination(StrictModel):
     key: list[str] | None = Field(None, min_length=1)
     table: str | None = Field(None, pattern=NAME_PATTERN, description="Defaults to the flow name.")
     s3: S3Settings | None = Field(None, description="Settings of connector s3.")
+    dynamodb: DynamoDBSettings | None = Field(None, description="Settings of connector dynamodb.")
+    eventbridge: EventBridgeSettings | None = Field(
+        None, description="Settings of connector eventbridge."
+    )
+
+    @property
+    def settings(self) -> S3Settings | DynamoDBSettings | EventBridgeSettings | None:
+        """The connector's own block (s3:, dynamodb:, ...), if it has one."""
+        return getattr(self, self.connector, None) if self.connector in SETTINGS_BLOCKS else None
 
     @model_validator(mode="after")
     def _settings_fit_connector(self) -> Destination:
         if self.write == "upsert" and not self.key:
             raise ValueError("write 'upsert' needs key: [field, ...]")
-        if self.connector == "s3":
-            if self.s3 is None:
-                raise ValueError("connector 's3' needs an s3: block with connection and bucket")
-            if self.write == "upsert":
+        for block in SETTINGS_BLOCKS:
+            present = getattr(self, block) is not None
+            if block == self.connector and not present:
+                raise ValueError(f"connector '{block}' needs a {block}: block with its settings")
+            if block != self.connector and present:
                 raise ValueError(
-                    "write 'upsert' to s3 is not available yet; use append or overwrite"
+                    f"a {block}: block belongs to connector {block}, not '{self.connector}'"
                 )
-        elif self.s3 is not None:
-            raise ValueError(f"an s3: block belongs to connector s3, not '{self.connector}'")
+        if self.connector == "s3" and self.write == "upsert":
+            raise ValueError("write 'upsert' to s3 is not available yet; use append or overwrite")
+        if self.connector == "dynamodb" and not (self.key and len(self.key) <= 2):
+            raise ValueError("connector dynamodb needs key: [partition_key] or [partition, sort]")
         return self
 
 
