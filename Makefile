@@ -21,7 +21,7 @@ export SALESFORCE_SANDBOX_CLIENT_ID ?= flowbridge-sandbox
 export SALESFORCE_SANDBOX_CLIENT_SECRET ?= sandbox-secret
 export SALESFORCE_SANDBOX_URL ?= http://127.0.0.1:$(SANDBOX_PORT)
 
-.PHONY: help install demo test bench ui notebook lint format validate clean
+.PHONY: help install postgres demo test bench ui notebook lint format validate clean
 
 help:
 	@echo "make demo   - run the example flow: local Salesforce sandbox -> local lake"
@@ -48,7 +48,13 @@ $(DAGSTER_HOME)/dagster.yaml:
 demo: install
 	$(BIN)/flowbridge demo
 
-test: install
+# The tests start their own servers (sandbox, moto, PostgreSQL as the Redshift stand-in);
+# PostgreSQL's server binaries come from Debian's package when the machine lacks them.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: install postgres
 	$(BIN)/pytest
 
 validate: install

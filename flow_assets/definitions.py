@@ -8,13 +8,15 @@ import dagster as dg
 
 from flow_assets.connectors import connection_resource, resource_key
 from flow_assets.connectors.aws import AwsConnection
+from flow_assets.connectors.redshift import RedshiftConnection
 from flow_assets.destinations import LakeIOManager, StagingArea, StagingIOManager
 from flow_assets.destinations.dynamodb import DynamoDBIOManager
 from flow_assets.destinations.eventbridge import EventBridgeIOManager
+from flow_assets.destinations.redshift import RedshiftIOManager
 from flow_assets.destinations.s3 import S3IOManager
 from flow_assets.environment import Settings
-from flow_assets.factory import build_flow, invalid_flow_asset
-from flow_assets.spec import FlowFileError, load_project
+from flow_assets.factory import build_flow, destination_io_manager, invalid_flow_asset
+from flow_assets.spec import ConnectionSpec, FlowFileError, load_project
 
 log = logging.getLogger(__name__)
 
@@ -23,35 +25,29 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Load every flow; a broken file becomes a visible stand-in asset, never a load failure."""
     project = load_project(settings.flows_dir)
     errors = dict(project.errors)
-    parts: list[dg.Definitions] = []
-    resources: dict[str, object] = {}
     conn_file = settings.flows_dir / "connections.yaml"
+    resources: dict[str, object] = {}
     for name, spec in project.connections.items():
         try:
             resources[resource_key(name)] = connection_resource(name, spec, conn_file)
         except FlowFileError as exc:
             errors[conn_file] = exc
+    try:
+        resources.update(destination_io_managers(project.connections, resources, settings))
+    except FlowFileError as exc:
+        errors[conn_file] = exc
+    parts: list[dg.Definitions] = []
     for name, flow in project.flows.items():
         file = project.flow_files[name]
-        if resource_key(flow.source.connection) not in resources:
+        needed = [resource_key(flow.source.connection), destination_io_manager(flow)]
+        if not all(key in resources or key == "lake_io_manager" for key in needed):
             continue  # the connection's own error is reported against connections.yaml
         try:
             parts.append(build_flow(flow, file, project.connections))
         except FlowFileError as exc:
             errors[file] = exc
-    for _path, error in errors.items():
+    for error in errors.values():
         log.warning("flow file did not load: %s", error)
-    for name, spec in project.connections.items():
-        resource = resources.get(resource_key(name))
-        if spec.connector == "aws" and isinstance(resource, AwsConnection):
-            error_root = str(settings.lake_dir)
-            resources[f"s3_io_manager__{name}"] = S3IOManager(connection=resource)
-            resources[f"dynamodb_io_manager__{name}"] = DynamoDBIOManager(
-                connection=resource, error_root=error_root
-            )
-            resources[f"eventbridge_io_manager__{name}"] = EventBridgeIOManager(
-                connection=resource, error_root=error_root
-            )
     staging = StagingArea(root=str(settings.staging_dir))
     lake = LakeIOManager(root=str(settings.lake_dir))
     parts.append(
@@ -67,6 +63,35 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         )
     )
     return dg.Definitions.merge(*parts)
+
+
+def destination_io_managers(
+    connections: dict[str, ConnectionSpec], resources: dict[str, object], settings: Settings
+) -> dict[str, dg.ConfigurableIOManager]:
+    """The IO managers each AWS or Redshift connection offers, keyed as flows name them."""
+    managers: dict[str, dg.ConfigurableIOManager] = {}
+    error_root = str(settings.lake_dir)
+    for name, spec in connections.items():
+        resource = resources.get(resource_key(name))
+        if isinstance(resource, AwsConnection):
+            managers[f"s3_io_manager__{name}"] = S3IOManager(connection=resource)
+            managers[f"dynamodb_io_manager__{name}"] = DynamoDBIOManager(
+                connection=resource, error_root=error_root
+            )
+            managers[f"eventbridge_io_manager__{name}"] = EventBridgeIOManager(
+                connection=resource, error_root=error_root
+            )
+        elif isinstance(resource, RedshiftConnection):
+            aws = resources.get(resource_key(str(spec.settings.get("staging_connection"))))
+            if not isinstance(aws, AwsConnection):
+                raise FlowFileError.single(
+                    str(settings.flows_dir / "connections.yaml"), f"{name}.staging_connection",
+                    "must name an aws connection in connections.yaml",
+                )  # fmt: skip
+            managers[f"redshift_io_manager__{name}"] = RedshiftIOManager(
+                connection=resource, staging=aws, error_root=error_root
+            )
+    return managers
 
 
 @dg.definitions

@@ -62,11 +62,12 @@ def build_flow(
         )  # fmt: skip
     if dest.settings is not None:
         name = dest.settings.connection
-        if name not in connections or connections[name].connector != "aws":
-            aws = [n for n, c in connections.items() if c.connector == "aws"]
+        kind = "redshift" if dest.connector == "redshift" else "aws"
+        if name not in connections or connections[name].connector != kind:
+            fits = [n for n, c in connections.items() if c.connector == kind]
             problems.add(
                 str(file), f"destination.{dest.connector}.connection",
-                f"'{name}' is not an aws connection in connections.yaml{did_you_mean(name, aws)}",
+                f"'{name}' is not a {kind} connection in connections.yaml{did_you_mean(name, fits)}",
             )  # fmt: skip
     problems.raise_if_any()
     extracted = _extracted_asset(flow, file, connection)

@@ -126,3 +126,69 @@ def aws(moto_endpoint, monkeypatch):
     return lambda service: boto3.client(
         service, region_name="us-east-1", endpoint_url=moto_endpoint
     )
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server on 127.0.0.1 (the Redshift stand-in)."""
+    import glob
+    import os
+    import shlex
+    import socket
+    import subprocess
+    import tempfile
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins:
+        pytest.fail(
+            "PostgreSQL is not installed: `make test` installs it (apt-get install postgresql)"
+        )
+    pg_bin = Path(bins[-1])
+    root = Path(tempfile.mkdtemp(prefix="flowbridge-pg-"))
+    root.chmod(0o755)
+    data, sock = root / "data", root / "sock"
+    data.mkdir()
+    sock.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*args: str) -> None:
+        command = " ".join(shlex.quote(a) for a in args)
+        if os.geteuid() == 0:  # the server refuses to run as root
+            shutil.chown(data, "postgres")
+            shutil.chown(sock, "postgres")
+            subprocess.run(
+                ["su", "postgres", "-s", "/bin/sh", "-c", command], check=True, capture_output=True
+            )
+        else:
+            subprocess.run(args, check=True, capture_output=True)
+
+    run(
+        str(pg_bin / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--locale=C",
+    )
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off"
+    run(
+        str(pg_bin / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(sock / "log"),
+        "-w",
+        "-o",
+        options,
+        "start",
+    )
+    try:
+        yield {"host": "127.0.0.1", "port": port}
+    finally:
+        run(str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)

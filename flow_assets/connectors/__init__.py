@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from flow_assets.connectors.aws import AwsConnection
 from flow_assets.connectors.base import FieldInfo, ObjectSchema, ReadRequest, SourceClient
 from flow_assets.connectors.errors import ConnectorError
+from flow_assets.connectors.redshift import RedshiftConnection
 from flow_assets.connectors.salesforce import SalesforceConnection
 from flow_assets.spec.env import env_name, resolve
 from flow_assets.spec.errors import FlowFileError, Problem, did_you_mean
@@ -19,6 +20,7 @@ from flow_assets.spec.models import ConnectionSpec
 CONNECTION_TYPES: dict[str, type[dg.ConfigurableResource]] = {
     "salesforce": SalesforceConnection,
     "aws": AwsConnection,
+    "redshift": RedshiftConnection,
 }
 # Connectors a flow can read from (their resources open a SourceClient).
 SOURCE_CONNECTORS = ("salesforce",)

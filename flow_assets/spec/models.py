@@ -238,9 +238,18 @@ class EventBridgeSettings(StrictModel):
     detail_type: str = Field(description="The events' DetailType, e.g. OpportunityChanged.")
 
 
-DESTINATIONS = ("lake", "s3", "dynamodb", "eventbridge")
+class RedshiftSettings(StrictModel):
+    """A table in a Redshift warehouse, loaded by COPY from staged Parquet and merged by key."""
+
+    connection: str = Field(description="A redshift connection in connections.yaml.")
+    db_schema: str = Field("public", alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$")
+    table: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$")
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+DESTINATIONS = ("lake", "s3", "dynamodb", "eventbridge", "redshift")
 # Destinations that take their settings from a block named like the connector.
-SETTINGS_BLOCKS = ("s3", "dynamodb", "eventbridge")
+SETTINGS_BLOCKS = ("s3", "dynamodb", "eventbridge", "redshift")
 
 
 class Destination(StrictModel):
@@ -253,9 +262,12 @@ class Destination(StrictModel):
     eventbridge: EventBridgeSettings | None = Field(
         None, description="Settings of connector eventbridge."
     )
+    redshift: RedshiftSettings | None = Field(None, description="Settings of connector redshift.")
 
     @property
-    def settings(self) -> S3Settings | DynamoDBSettings | EventBridgeSettings | None:
+    def settings(
+        self,
+    ) -> S3Settings | DynamoDBSettings | EventBridgeSettings | RedshiftSettings | None:
         """The connector's own block (s3:, dynamodb:, ...), if it has one."""
         return getattr(self, self.connector, None) if self.connector in SETTINGS_BLOCKS else None
 
