@@ -17,6 +17,7 @@ import dagster as dg
 import polars as pl
 
 from flow_assets.connectors.aws import AwsConnection
+from flow_assets.destinations.glue import register
 from flow_assets.destinations.staging import Staged, table_schema
 from flow_assets.spec.models import S3Settings
 
@@ -206,6 +207,11 @@ class S3IOManager(dg.ConfigurableIOManager):
         settings = resolve_kms_key(settings, self.connection)
         writer = S3Writer(self.connection.client("s3"), settings, flow, context.run_id, started)
         result = writer.write(obj, str(meta.get("flowbridge/write", "append")))
+        columns = pl.scan_parquet(obj.files[0]).collect_schema()
+        catalog = {}
+        if settings.glue is not None:
+            name = register(self.connection.client("glue"), settings, flow, columns, result.prefix)
+            catalog = {"glue_table": name}
         context.add_output_metadata(
             {
                 "dagster/row_count": result.rows,
@@ -216,9 +222,8 @@ class S3IOManager(dg.ConfigurableIOManager):
                 "bytes": result.bytes,
                 "format": settings.format,
                 "encryption": settings.encryption.type if settings.encryption else "none",
-                "dagster/column_schema": table_schema(
-                    pl.scan_parquet(obj.files[0]).collect_schema()
-                ),
+                "dagster/column_schema": table_schema(columns),
+                **catalog,
             }
         )
 

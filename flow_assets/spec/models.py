@@ -205,6 +205,13 @@ class S3Encryption(StrictModel):
     )
 
 
+class GlueTable(StrictModel):
+    """Register the S3 data in the Glue Data Catalog, as AppFlow's catalog option does."""
+
+    database: str = Field(pattern=r"^[a-z0-9_]{1,255}$")
+    table: str | None = Field(None, pattern=r"^[a-z0-9_]{1,255}$", description="The flow name.")
+
+
 class S3Settings(StrictModel):
     """AppFlow's S3 destination: bucket, prefix, file type, prefix layout and aggregation."""
 
@@ -219,6 +226,7 @@ class S3Settings(StrictModel):
         None, gt=0, description="Files of about this size; one file per run when omitted."
     )
     encryption: S3Encryption | None = None
+    glue: GlueTable | None = Field(None, description="Create or update a Glue table after writes.")
 
 
 class DynamoDBSettings(StrictModel):

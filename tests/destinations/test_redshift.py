@@ -19,7 +19,7 @@ destination:
   connector: redshift
   write: upsert
   key: [Id]
-  redshift: {connection: warehouse, schema: sales, table: opportunities}
+  redshift: {connection: test_warehouse, schema: sales, table: opportunities}
 """
 FULL = {"flowbridge/full_refresh": "true"}
 
@@ -31,7 +31,7 @@ def warehouse(project, aws, postgres):
     connections.write_text(
         connections.read_text()
         + f"""
-warehouse:
+test_warehouse:
   connector: redshift
   mode: postgres
   host: {postgres["host"]}

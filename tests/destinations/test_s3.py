@@ -165,3 +165,35 @@ def test_missing_kms_key_fails_before_anything_is_written(s3_project, instance, 
     assert not result.success
     assert "KMS key 'alias/nope' not found" in failure_message(result)
     assert list_keys(s3, BUCKET, "") == []
+
+
+def test_glue_table_matches_the_parquet_schema(s3_project, instance, sf):
+    project, s3, _ = s3_project
+    set_destination(
+        project,
+        **{
+            "    format: parquet\n": "    format: parquet\n    glue: {database: sales, table: opportunities}\n"
+        },
+    )
+    result = run_flow(project, instance, FLOW)
+    assert result.success, failure_message(result)
+    glue = __import__("boto3").client(
+        "glue", region_name="us-east-1", endpoint_url=s3.meta.endpoint_url
+    )
+    table = glue.get_table(DatabaseName="sales", Name="opportunities")["Table"]
+    sd = table["StorageDescriptor"]
+    files = published_files(s3, BUCKET, "salesforce/")
+    parquet = read(s3, files[0], "parquet")
+    hive = {"String": "string", "Float64": "double", "Date": "date", "Datetime": "timestamp"}
+    assert [(c["Name"], c["Type"]) for c in sd["Columns"]] == [
+        (name, hive[dtype.base_type().__name__]) for name, dtype in parquet.schema.items()
+    ]
+    assert sd["Location"] == f"s3://{BUCKET}/salesforce/opportunities/"
+    assert sd["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
+    assert [k["Name"] for k in table["PartitionKeys"]] == ["year", "month", "day"]
+    partitions = glue.get_partitions(DatabaseName="sales", TableName="opportunities")["Partitions"]
+    assert len(partitions) == 1
+    assert files[0].startswith(
+        partitions[0]["StorageDescriptor"]["Location"].split(f"{BUCKET}/")[1]
+    )
+    assert materialization(result, FLOW, "records")["glue_table"] == "sales.opportunities"
