@@ -41,6 +41,29 @@ def destination_io_manager(flow: FlowSpec) -> str:
     return "lake_io_manager"
 
 
+def error_location(flow: FlowSpec, table: str) -> dict:
+    """Where rejected records go: for an S3 flow, the same bucket under `_errors/<prefix>/`
+    (apart from the records, so their readers never meet them), as Parquet, encrypted like
+    the records; otherwise the lake's `<table>__rejected`."""
+    s3 = flow.destination.s3
+    if s3 is not None:
+        errors = s3.model_copy(
+            update={"prefix": f"_errors/{s3.prefix.strip('/') or flow.name}", "format": "parquet",
+                    "glue": None, "file_size_mb": None},
+        )  # fmt: skip
+        return {
+            "io_manager_key": destination_io_manager(flow),
+            "metadata": {
+                "flowbridge/settings": errors.model_dump_json(),
+                "flowbridge/write": "append",
+            },
+        }
+    return {
+        "io_manager_key": ERROR_IO_MANAGER,
+        "metadata": {"flowbridge/table": f"{table}__rejected", "flowbridge/write": "append"},
+    }
+
+
 def build_flow(
     flow: FlowSpec, file: Path, connections: dict[str, ConnectionSpec]
 ) -> dg.Definitions:
@@ -204,11 +227,10 @@ def _transform_multi_asset(
             ),
             "rejected": dg.AssetOut(
                 key=rejected_key,
-                io_manager_key=ERROR_IO_MANAGER,
                 description="Records that failed validation, each with the reason (_fb_reason).",
                 kinds={"polars"},
                 tags=_tags(flow, connection.connector),
-                metadata={"flowbridge/table": f"{table}__rejected", "flowbridge/write": "append"},
+                **error_location(flow, table),
             ),
         },
         check_specs=[

@@ -62,7 +62,7 @@ def test_records_land_in_s3_encrypted_with_a_manifest(s3_project, instance, sf):
     assert head["ServerSideEncryption"] == "aws:kms"
     assert head["SSEKMSKeyId"] == key_arn
     manifests = [k for k in list_keys(s3, BUCKET, "salesforce/") if MANIFEST in k]
-    assert len(manifests) == 1
+    assert len(manifests) == 1  # the records' run; rejected records live under _errors/
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=manifests[0])["Body"].read())
     assert manifest["rows"] == loaded.height and manifest["run_id"] == result.run_id
     assert meta["destination"].startswith(f"s3://{BUCKET}/salesforce/opportunities/year=")
@@ -197,3 +197,20 @@ def test_glue_table_matches_the_parquet_schema(s3_project, instance, sf):
         partitions[0]["StorageDescriptor"]["Location"].split(f"{BUCKET}/")[1]
     )
     assert materialization(result, FLOW, "records")["glue_table"] == "sales.opportunities"
+
+
+def test_rejected_records_go_to_the_flows_error_prefix(s3_project, instance, sf):
+    project, s3, key_arn = s3_project
+    result = run_flow(project, instance, FLOW)
+    assert result.success, failure_message(result)
+    rejected_count = materialization(result, FLOW, "records")["records_rejected"]
+    assert rejected_count > 0  # the sandbox plants negative amounts
+    files = published_files(s3, BUCKET, "_errors/salesforce/opportunities/")
+    rejected = pl.concat([read(s3, k, "parquet") for k in files])
+    assert rejected.height == rejected_count
+    assert set(rejected["_fb_reason"]) == {"amount_usd: non_negative"}
+    assert (rejected["amount_usd"] < 0).all()
+    assert s3.head_object(Bucket=BUCKET, Key=files[0])["SSEKMSKeyId"] == key_arn
+    # Readers of the records do not see the error files.
+    records = published_files(s3, BUCKET, "salesforce/")
+    assert not [k for k in records if "_errors" in k]
