@@ -145,3 +145,61 @@ def test_events_too_large_go_to_the_error_location(aws, moto_endpoint, oversized
     rejected = Lake(lake).scan("f__rejected").collect()
     assert rejected["Id"].to_list() == ["b"]
     assert "EventBridge takes at most 262144" in rejected["_fb_reason"][0]
+
+
+@pytest.fixture
+def throttling(project, aws, moto_endpoint, monkeypatch):
+    from tests.aws_faults import ThrottlingProxy
+
+    proxy = ThrottlingProxy(moto_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    yield proxy
+    proxy.close()
+
+
+def test_throttled_batches_are_retried(project, instance, sf, aws, throttling):
+    aws("events").create_event_bus(Name="flowbridge")
+    (project.flows_dir / "to_events.yaml").write_text(
+        SOURCE + "destination:\n  connector: eventbridge\n  eventbridge: {connection: aws_default, "
+        "event_bus: flowbridge, source: flowbridge.salesforce, detail_type: OpportunityWon}\n"
+    )
+    (project.flows_dir / "to_dynamodb.yaml").write_text(
+        SOURCE + "destination:\n  connector: dynamodb\n  write: upsert\n  key: [Id]\n"
+        "  dynamodb: {connection: aws_default, table: throttled}\n"
+    )
+    throttling.throttle("AWSEvents.PutEvents", 3)
+    throttling.throttle("DynamoDB_20120810.BatchWriteItem", 3)
+    for flow in ("to_events", "to_dynamodb"):
+        result = run_flow(project, instance, flow)
+        assert result.success, failure_message(result)
+    assert throttling.throttled == 6
+    truth = live_opportunities(sf).filter(pl.col("StageName") == "Closed Won")
+    assert len(scan(aws("dynamodb"), "throttled")) == truth.height
+
+
+def test_permanent_throttling_fails_clearly_and_keeps_the_cursor(
+    project, instance, sf, aws, throttling
+):
+    aws("events").create_event_bus(Name="flowbridge")
+    (project.flows_dir / "to_events.yaml").write_text(
+        SOURCE.replace(
+            "  fields: [Id,", "  incremental: {cursor_field: SystemModstamp}\n  fields: [Id,"
+        ).replace("Email__c, SystemModstamp]", "Email__c, SystemModstamp]")
+        + "destination:\n  connector: eventbridge\n  eventbridge: {connection: aws_default, "
+        "event_bus: flowbridge, source: flowbridge.salesforce, detail_type: OpportunityWon}\n"
+    )
+    connections = project.flows_dir / "connections.yaml"
+    connections.write_text(
+        connections.read_text().replace(
+            "  endpoint_url: ${AWS_ENDPOINT_URL:-}\n",
+            "  endpoint_url: ${AWS_ENDPOINT_URL:-}\n  max_attempts: 3\n",
+        )
+    )
+    throttling.throttle("AWSEvents.PutEvents", -1)
+    result = run_flow(project, instance, "to_events")
+    assert not result.success
+    assert "ThrottlingException" in failure_message(result)
+    from flow_assets.factory import last_cursor
+    from flow_assets.spec import load_flow_file
+
+    assert last_cursor(instance, load_flow_file(project.flows_dir / "to_events.yaml")) is None
