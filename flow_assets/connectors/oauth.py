@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 import requests
 
 from flow_assets.connectors.errors import AuthError, ConnectorError
-from flow_assets.connectors.http import HttpClient, RetryPolicy, TransientError, parse_json
+from flow_assets.connectors.http import (
+    Answer,
+    HttpClient,
+    RetryPolicy,
+    TransientError,
+    parse_json,
+)
 
 
 @dataclass
@@ -32,8 +38,8 @@ class OAuth2:
             self.refresh()
         return {"Authorization": f"Bearer {self.access_token}"}
 
-    def is_expired(self, response: requests.Response) -> bool:
-        return response.status_code == 401
+    def is_expired(self, answer: Answer) -> bool:
+        return answer.status_code == 401
 
     def refresh(self) -> None:
         with self._lock:

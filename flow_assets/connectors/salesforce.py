@@ -21,7 +21,7 @@ from flow_assets.connectors.errors import (
     RateLimitExceeded,
     UnknownObject,
 )
-from flow_assets.connectors.http import HttpClient, RetryPolicy, parse_json
+from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, parse_json
 from flow_assets.connectors.oauth import OAuth2
 from flow_assets.connectors.prefetch import prefetched
 from flow_assets.connectors.salesforce_soql import build_soql, can_push_down
@@ -97,17 +97,17 @@ def _required(value: str | None, name: str, conn: SalesforceConnection) -> str:
     return value
 
 
-def describe_error(response: requests.Response) -> str:
+def describe_error(answer: Answer) -> str:
     """Salesforce's error body is [{"message", "errorCode"}]; show the codes and messages."""
     try:
-        body = response.json()
+        body = json.loads(answer.body)
     except ValueError:
-        return response.text[:200]
+        return answer.text[:200]
     if isinstance(body, list):
         return "; ".join(f"{e.get('errorCode')}: {e.get('message', '').strip()}" for e in body)
     if isinstance(body, dict) and "error" in body:
         return f"{body['error']}: {body.get('error_description', '')}"
-    return response.text[:200]
+    return answer.text[:200]
 
 
 class SalesforceClient:

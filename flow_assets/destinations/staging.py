@@ -63,7 +63,7 @@ class ParquetBatchWriter:
     def write_subset(self, frame: pl.DataFrame) -> None:
         """Like write, for rows filtered out of a larger frame: a filtered frame can keep the
         larger one's buffers alive while it waits here, so a compact copy waits instead."""
-        if frame.height and frame.height + self._buffered < ROW_GROUP_ROWS:
+        if 0 < frame.height < ROW_GROUP_ROWS // 10:  # a large one is flushed soon enough
             frame = pl.read_ipc(frame.write_ipc(None))
         self.write(frame)
 
