@@ -12,8 +12,9 @@ from dagster import AssetExecutionContext
 from flow_assets.connectors import SOURCE_CONNECTORS, resource_key
 from flow_assets.connectors.base import ReadRequest
 from flow_assets.connectors.errors import ConnectorError
+from flow_assets.cursor import CURSOR, last_cursor, new_cursor
 from flow_assets.destinations.staging import PageStream, StagingArea, read_batches
-from flow_assets.schedules import ScheduleError, to_cron
+from flow_assets.schedules import schedule_for
 from flow_assets.spec.env import resolve
 from flow_assets.spec.errors import FlowFileError, ProblemList, did_you_mean
 from flow_assets.spec.loading import field_reference_problems
@@ -24,7 +25,6 @@ from flow_assets.transforms.validation import CheckReport, SchemaCheck, masked_f
 
 ERROR_IO_MANAGER = "error_io_manager"
 STAGING_IO_MANAGER = "staging_io_manager"
-CURSOR = "cursor"
 FULL_REFRESH_TAG = "flowbridge/full_refresh"
 REJECT_COLUMNS = {"_fb_run_id": pl.String(), "_fb_rejected_at": pl.Datetime("us", "UTC")}
 
@@ -103,7 +103,7 @@ def build_flow(
     )
     schedules = []
     if isinstance(flow.trigger, Schedule):
-        schedules.append(_schedule(flow, file, job))
+        schedules.append(schedule_for(flow, file, job))
     return dg.Definitions(assets=[extracted, transform], jobs=[job], schedules=schedules)
 
 
@@ -177,17 +177,6 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
         return PageStream(client.read(request), schema.polars_schema(fields), stats)
 
     return extracted
-
-
-def last_cursor(instance: dg.DagsterInstance, flow: FlowSpec) -> datetime | None:
-    """The high-water mark stored with the last successful records materialization."""
-    event = instance.get_latest_materialization_event(asset_key(flow, "records"))
-    if event is None or event.asset_materialization is None:
-        return None
-    value = event.asset_materialization.metadata.get(CURSOR)
-    if value is None or not isinstance(value.value, str) or not value.value:
-        return None
-    return datetime.fromisoformat(value.value)
 
 
 def _transform_multi_asset(
@@ -291,7 +280,7 @@ def _transform_multi_asset(
                 "did not move",
                 metadata=outcome.as_metadata(),
             )
-        cursor = _new_cursor(context.instance, flow, extracted)
+        cursor = new_cursor(context.instance, flow, extracted)
         yield dg.Output(
             staging.staged(flow.name, "rejected"),
             "rejected",
@@ -322,23 +311,6 @@ def _salts(flow: FlowSpec, file: Path) -> dict[int, str]:
     }
 
 
-def _new_cursor(
-    instance: dg.DagsterInstance, flow: FlowSpec, extracted: pl.LazyFrame
-) -> str | None:
-    if not flow.source.incremental:
-        return None
-    field = flow.source.incremental.cursor_field
-    newest = extracted.select(pl.col(field).max()).collect().item()
-    previous = last_cursor(instance, flow)
-    if newest is None:
-        return previous.isoformat() if previous else None
-    if not isinstance(newest, datetime):
-        newest = datetime(newest.year, newest.month, newest.day, tzinfo=UTC)
-    if previous and previous > newest:
-        newest = previous
-    return newest.isoformat()
-
-
 def _reasons(tally: Tally) -> dg.MetadataValue:
     rows = sorted(tally.reasons.items(), key=lambda item: -item[1])
     lines = [f"| {status} | {reason} | {n} |" for (status, reason), n in rows]
@@ -361,27 +333,6 @@ def _check_result(flow: FlowSpec, report: CheckReport, columns: int) -> dg.Asset
     )
 
 
-def _schedule(flow: FlowSpec, file: Path, job) -> dg.ScheduleDefinition:
-    trigger = flow.trigger
-    assert isinstance(trigger, Schedule)
-    try:
-        cron = to_cron(trigger.schedule)
-        return dg.ScheduleDefinition(
-            name=f"{flow.name}_schedule",
-            cron_schedule=cron,
-            execution_timezone=trigger.timezone,
-            job=job,
-            description=f"{trigger.schedule} ({cron} {trigger.timezone}), from {file.name}",
-            default_status=(
-                dg.DefaultScheduleStatus.RUNNING
-                if trigger.status == "on"
-                else dg.DefaultScheduleStatus.STOPPED
-            ),
-        )
-    except (ScheduleError, dg.DagsterInvalidDefinitionError) as exc:
-        raise FlowFileError.single(str(file), "trigger.schedule", str(exc)) from None
-
-
 def invalid_flow_asset(path: Path, error: FlowFileError) -> dg.AssetsDefinition:
     """A stand-in for a flow file that did not load: the UI shows why; materializing fails."""
     message = str(error)
@@ -399,4 +350,4 @@ def invalid_flow_asset(path: Path, error: FlowFileError) -> dg.AssetsDefinition:
     return invalid
 
 
-__all__ = ["asset_key", "build_flow", "invalid_flow_asset", "last_cursor"]
+__all__ = ["asset_key", "build_flow", "invalid_flow_asset"]

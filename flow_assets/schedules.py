@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+import dagster as dg
+
+from flow_assets.spec.errors import FlowFileError
+from flow_assets.spec.models import FlowSpec, Schedule
 
 RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$", re.I)
 
@@ -36,3 +42,24 @@ def to_cron(expression: str) -> str:
         return "0 0 * * *"
     # Cron cannot count days across month ends; */N restarts each month, as the UI shows.
     return f"0 0 */{n} * *"
+
+
+def schedule_for(flow: FlowSpec, file: Path, job) -> dg.ScheduleDefinition:
+    trigger = flow.trigger
+    assert isinstance(trigger, Schedule)
+    try:
+        cron = to_cron(trigger.schedule)
+        return dg.ScheduleDefinition(
+            name=f"{flow.name}_schedule",
+            cron_schedule=cron,
+            execution_timezone=trigger.timezone,
+            job=job,
+            description=f"{trigger.schedule} ({cron} {trigger.timezone}), from {file.name}",
+            default_status=(
+                dg.DefaultScheduleStatus.RUNNING
+                if trigger.status == "on"
+                else dg.DefaultScheduleStatus.STOPPED
+            ),
+        )
+    except (ScheduleError, dg.DagsterInvalidDefinitionError) as exc:
+        raise FlowFileError.single(str(file), "trigger.schedule", str(exc)) from None

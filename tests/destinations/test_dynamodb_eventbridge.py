@@ -199,7 +199,7 @@ def test_permanent_throttling_fails_clearly_and_keeps_the_cursor(
     result = run_flow(project, instance, "to_events")
     assert not result.success
     assert "ThrottlingException" in failure_message(result)
-    from flow_assets.factory import last_cursor
+    from flow_assets.cursor import last_cursor
     from flow_assets.spec import load_flow_file
 
     assert last_cursor(instance, load_flow_file(project.flows_dir / "to_events.yaml")) is None

@@ -131,7 +131,7 @@ def test_missing_bucket_fails_clearly_and_keeps_the_cursor(s3_project, instance,
     result = run_flow(project, instance, FLOW)
     assert not result.success
     assert "NoSuchBucket" in failure_message(result)
-    from flow_assets.factory import last_cursor
+    from flow_assets.cursor import last_cursor
     from flow_assets.spec import load_flow_file
 
     flow = load_flow_file(project.flows_dir / f"{FLOW}.yaml")

@@ -5,8 +5,8 @@ import re
 
 import polars as pl
 
+from flow_assets.cursor import last_cursor
 from flow_assets.destinations.lake import Lake
-from flow_assets.factory import last_cursor
 from flow_assets.spec import load_flow_file
 from tests.conftest import live_opportunities, materialization, run_flow
 

@@ -1,0 +1,42 @@
+"""The incremental cursor (high-water mark): stored with each successful `records`
+materialization, so it advances only once the destination has committed the records."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from flow_assets.spec.models import FlowSpec
+
+CURSOR = "cursor"  # the metadata entry of <flow>/records that holds it
+
+
+def records_key(flow: FlowSpec) -> dg.AssetKey:
+    return dg.AssetKey([flow.name, "records"])
+
+
+def last_cursor(instance: dg.DagsterInstance, flow: FlowSpec) -> datetime | None:
+    """The high-water mark stored with the last successful records materialization."""
+    event = instance.get_latest_materialization_event(records_key(flow))
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get(CURSOR)
+    if value is None or not isinstance(value.value, str) or not value.value:
+        return None
+    return datetime.fromisoformat(value.value)
+
+
+def new_cursor(instance: dg.DagsterInstance, flow: FlowSpec, extracted: pl.LazyFrame) -> str | None:
+    """The newest cursor value this run read, never behind the stored one (ISO text)."""
+    if not flow.source.incremental:
+        return None
+    field = flow.source.incremental.cursor_field
+    newest = extracted.select(pl.col(field).max()).collect().item()
+    previous = last_cursor(instance, flow)
+    if newest is None:
+        return previous.isoformat() if previous else None
+    if not isinstance(newest, datetime):
+        newest = datetime(newest.year, newest.month, newest.day, tzinfo=UTC)
+    if previous and previous > newest:
+        newest = previous
+    return newest.isoformat()
