@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,17 +90,6 @@ def resource(reader: Reader) -> dlt.sources.DltResource:
 
 def run(workdir: Path) -> Result:
     reader = Reader(Sandbox.from_env())
-    pipe = dlt_common.pipeline("bench_dlt_arrow", workdir)
-    started = time.perf_counter()
-    loaded = dlt_common.run(pipe, resource(reader))
-    seconds = time.perf_counter() - started
-    return Result(
-        contender="dlt-arrow",
-        records_read=reader.read,
-        records_loaded=loaded,
-        records_filtered=reader.read - loaded,
-        records_rejected=0,
-        seconds=seconds,
-        rows_in_destination=dlt_common.rows_written(workdir),
-        notes=["quarantine approximated by dropping negative amounts (counted as filtered)"],
+    return dlt_common.timed_result(
+        "dlt-arrow", workdir, lambda: resource(reader), lambda: reader.read
     )

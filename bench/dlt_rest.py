@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +73,6 @@ def source(sandbox: Sandbox, counter: Counter) -> Any:
 
 def run(workdir: Path) -> Result:
     counter = Counter()
-    pipe = dlt_common.pipeline("bench_dlt_rest", workdir)
-    started = time.perf_counter()  # includes the token request, as Flowbridge's run does
-    loaded = dlt_common.run(pipe, source(Sandbox.from_env(), counter))
-    seconds = time.perf_counter() - started
-    return Result(
-        contender="dlt-rest-api",
-        records_read=counter.read,
-        records_loaded=loaded,
-        records_filtered=counter.read - loaded,
-        records_rejected=0,
-        seconds=seconds,
-        rows_in_destination=dlt_common.rows_written(workdir),
-        notes=["quarantine approximated by dropping negative amounts (counted as filtered)"],
+    return dlt_common.timed_result(
+        "dlt-rest-api", workdir, lambda: source(Sandbox.from_env(), counter), lambda: counter.read
     )
