@@ -20,13 +20,12 @@ from flow_assets.spec.errors import FlowFileError, ProblemList, did_you_mean
 from flow_assets.spec.loading import field_reference_problems
 from flow_assets.spec.models import DESTINATIONS, ConnectionSpec, FlowSpec, MaskSpec, Schedule
 from flow_assets.transforms import REASON, STATUS, Tally, TaskError, annotate, pushable_filters
-from flow_assets.transforms.tasks import REJECTED
+from flow_assets.transforms.tasks import REJECT_COLUMNS, REJECTED, rejection_stamp
 from flow_assets.transforms.validation import CheckReport, SchemaCheck, masked_fields, schema_for
 
 ERROR_IO_MANAGER = "error_io_manager"
 STAGING_IO_MANAGER = "staging_io_manager"
 FULL_REFRESH_TAG = "flowbridge/full_refresh"
-REJECT_COLUMNS = {"_fb_run_id": pl.String(), "_fb_rejected_at": pl.Datetime("us", "UTC")}
 
 
 def asset_key(flow: FlowSpec | str, name: str) -> dg.AssetKey:
@@ -267,10 +266,7 @@ def _transform_multi_asset(
                 rejected_out.write_subset(
                     annotated.filter(pl.col(STATUS) == REJECTED)
                     .drop(STATUS)
-                    .with_columns(
-                        pl.lit(context.run_id).alias("_fb_run_id"),
-                        pl.lit(rejected_at).alias("_fb_rejected_at"),
-                    )
+                    .with_columns(rejection_stamp(context.run_id, rejected_at))
                 )
         outcome = tally.outcome
         if outcome.failed:

@@ -66,6 +66,14 @@ def materialization(result, flow: str, name: str) -> dict:
     raise AssertionError(f"no materialization of {flow}/{name}")
 
 
+def stored_cursor(instance: dg.DagsterInstance, settings: Settings, flow: str):
+    """The high-water mark the instance holds for a flow file of the project."""
+    from flow_assets.cursor import last_cursor
+    from flow_assets.spec import load_flow_file
+
+    return last_cursor(instance, load_flow_file(settings.flows_dir / f"{flow}.yaml"))
+
+
 def failure_message(result) -> str:
     return "\n".join(failure_messages(result))
 

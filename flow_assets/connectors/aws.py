@@ -1,12 +1,27 @@
 """An AWS account: boto3 clients from the standard credential chain, with an optional endpoint
 override (a moto server on 127.0.0.1 in tests). No credential is ever a setting here."""
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-import boto3
 import dagster as dg
-from botocore.config import Config
 from pydantic import Field
+
+
+def aws_client(
+    service: str,
+    region_name: str,
+    endpoint_url: str | None = None,
+    profile_name: str | None = None,
+    max_attempts: int = 8,
+) -> Any:
+    """A boto3 client with botocore's standard retries (throttling, 5xx). boto3 is imported
+    here, not at module import: loading the definitions should not pay for it."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(profile_name=profile_name or None, region_name=region_name)
+    config = Config(retries={"mode": "standard", "max_attempts": max_attempts})
+    return session.client(service, endpoint_url=endpoint_url or None, config=config)
 
 
 class AwsConnection(dg.ConfigurableResource):
@@ -22,9 +37,7 @@ class AwsConnection(dg.ConfigurableResource):
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def client(self, service: str):  # noqa: ANN201 (boto3 clients are untyped)
-        session = boto3.session.Session(
-            profile_name=self.profile_name or None, region_name=self.region_name
+    def client(self, service: str) -> Any:
+        return aws_client(
+            service, self.region_name, self.endpoint_url, self.profile_name, self.max_attempts
         )
-        config = Config(retries={"mode": "standard", "max_attempts": self.max_attempts})
-        return session.client(service, endpoint_url=self.endpoint_url or None, config=config)

@@ -2,13 +2,13 @@
 backoff, floats as Decimal, the key schema from the flow; items over 400 KB are refused with
 their reason into the error location rather than lost."""
 
+import functools
 import json
 from decimal import Decimal
 from typing import Any
 
 import dagster as dg
 import polars as pl
-from boto3.dynamodb.types import TypeSerializer
 
 from flow_assets.destinations.records import (
     RecordDestinationIOManager,
@@ -25,7 +25,11 @@ BATCH = 25  # batch_write_item's limit
 MAX_ITEM_BYTES = 400 * 1024
 
 
-_SERIALIZE = TypeSerializer().serialize
+@functools.cache
+def _serializer() -> Any:
+    from boto3.dynamodb.types import TypeSerializer  # boto3 is loaded only when it is used
+
+    return TypeSerializer()
 
 
 def item(row: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +38,7 @@ def item(row: dict[str, Any]) -> dict[str, Any]:
     for name, value in row.items():
         if value is None:
             continue
-        out[name] = _SERIALIZE(
+        out[name] = _serializer().serialize(
             Decimal(repr(value)) if isinstance(value, float) else json_value(value)
         )
     return out

@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from flow_assets.destinations.staging import Staged, table_schema
+from flow_assets.destinations.staging import Staged, parquet_rows, table_schema
 
 WriteMode = Literal["append", "overwrite", "upsert"]
 DB_FILE = "lake.duckdb"
@@ -97,13 +97,13 @@ class Lake:
         version.mkdir(parents=True)
         try:
             incoming = self._bring(data, version)
-            written = _rows(incoming)
+            written = parquet_rows(incoming)
             old = self.files(table)
             if old and not written and mode != "overwrite":
                 shutil.rmtree(version)  # nothing new: the current version stays
                 current = old[0].parent
                 return WriteResult(
-                    table, 0, _rows(old), current, sum(f.stat().st_size for f in old)
+                    table, 0, parquet_rows(old), current, sum(f.stat().st_size for f in old)
                 )
             if old and mode != "overwrite":
                 _check_types(table, old, incoming)
@@ -118,7 +118,7 @@ class Lake:
             shutil.rmtree(version, ignore_errors=True)
             raise
         return WriteResult(
-            table, written, _rows(files), version, sum(f.stat().st_size for f in files)
+            table, written, parquet_rows(files), version, sum(f.stat().st_size for f in files)
         )
 
     def _bring(self, data: pl.LazyFrame | Staged, version: Path) -> list[Path]:
@@ -172,11 +172,6 @@ class Lake:
         for other in version.parent.glob("v-*"):
             if other != version:
                 shutil.rmtree(other, ignore_errors=True)
-
-
-def _rows(files: Sequence[Path]) -> int:
-    """From the files' footers, without reading their data."""
-    return sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
 
 
 def _link(source: Path, target: Path) -> None:

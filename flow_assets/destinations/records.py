@@ -3,7 +3,7 @@ dicts, batch by batch, and the error location for records a destination refuses.
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +14,7 @@ from pydantic import Field
 from flow_assets.connectors.aws import AwsConnection
 from flow_assets.destinations.lake import Lake
 from flow_assets.destinations.staging import Staged, read_batches
+from flow_assets.transforms.tasks import rejection_stamp
 
 T = TypeVar("T")
 
@@ -64,8 +65,7 @@ def reject(
         return
     frame = pl.DataFrame(list(rows)).with_columns(
         pl.Series("_fb_reason", list(reasons), dtype=pl.String),
-        pl.lit(run_id).alias("_fb_run_id"),
-        pl.lit(datetime.now().astimezone()).dt.convert_time_zone("UTC").alias("_fb_rejected_at"),
+        *rejection_stamp(run_id, datetime.now(UTC)),
     )
     Lake(error_root).write(f"{table}__rejected", frame.lazy(), "append")
 

@@ -17,7 +17,7 @@ from flow_assets.connectors.redshift import RedshiftConnection
 from flow_assets.destinations import redshift_sql as sql
 from flow_assets.destinations.redshift_runners import PostgresRunner, StagedLoad, runner_for
 from flow_assets.destinations.s3 import S3Writer
-from flow_assets.destinations.staging import Staged
+from flow_assets.destinations.staging import Staged, parquet_rows
 from flow_assets.spec.models import RedshiftSettings, S3Settings
 
 
@@ -105,5 +105,4 @@ def _last_per_key(staged: Staged, key: list[str], tmp: Path) -> Staged:
     pl.scan_parquet(staged.files).unique(subset=key, keep="last", maintain_order=True).sink_parquet(
         part
     )
-    rows = pl.scan_parquet(part).select(pl.len()).collect().item()
-    return Staged(target, rows, part.stat().st_size)
+    return Staged(target, parquet_rows([part]), part.stat().st_size)

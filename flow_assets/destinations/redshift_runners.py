@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import polars as pl
 
+from flow_assets.connectors.aws import aws_client
 from flow_assets.connectors.errors import ConnectorError
 from flow_assets.connectors.redshift import RedshiftConnection
 from flow_assets.destinations.redshift_sql import copy_from_s3, quote
@@ -32,9 +32,7 @@ class DataApiRunner:
 
     def __init__(self, conn: RedshiftConnection):
         self.conn = conn
-        self.client = boto3.client(
-            "redshift-data", region_name=conn.region_name, endpoint_url=conn.endpoint_url or None
-        )
+        self.client = aws_client("redshift-data", conn.region_name, conn.endpoint_url)
 
     def _target(self) -> dict[str, str]:
         c = self.conn

@@ -18,7 +18,7 @@ import polars as pl
 
 from flow_assets.connectors.aws import AwsConnection
 from flow_assets.destinations.glue import register
-from flow_assets.destinations.staging import Staged, table_schema
+from flow_assets.destinations.staging import Staged, parquet_rows, table_schema
 from flow_assets.spec.models import S3Settings
 
 MANIFEST = "_manifest-"
@@ -117,7 +117,7 @@ class S3Writer:
             frame.sink_csv(local)
         else:
             frame.sink_ndjson(local)
-        rows = sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in group)
+        rows = parquet_rows(group)
         key = (
             f"{self.prefix}part-{self.run_id[:8]}-{uuid.uuid4().hex[:8]}-{n:05d}.{EXTENSIONS[fmt]}"
         )

@@ -3,7 +3,7 @@
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,11 @@ def replace_folder(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def parquet_rows(files: Sequence[Path]) -> int:
+    """How many records the files hold, from their footers, without reading the data."""
+    return sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
+
+
 def read_batches(folder: Path) -> Iterator[pl.DataFrame]:
     """A staged dataset's records, one file (about ROW_GROUP_ROWS records) at a time."""
     for path in sorted(folder.glob("*.parquet")):
@@ -125,25 +130,10 @@ class StagingArea(dg.ConfigurableResource):
                 writer.write(page)
         return writer.staged()
 
-    def sink(self, lf: pl.LazyFrame, *parts: str) -> "Staged":
-        target = self.path(*parts)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        tmp.mkdir(parents=True)
-        try:
-            lf.sink_parquet(tmp / "part-00000.parquet", compression="lz4")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        replace_folder(tmp, target)
-        rows = self.scan(*parts).select(pl.len()).collect().item()
-        size = sum(f.stat().st_size for f in target.glob("*.parquet"))
-        return Staged(target, rows, size)
-
     def staged(self, *parts: str) -> Staged:
         target = self.path(*parts)
         files = sorted(target.glob("*.parquet"))
-        rows = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
-        return Staged(target, rows, sum(f.stat().st_size for f in files))
+        return Staged(target, parquet_rows(files), sum(f.stat().st_size for f in files))
 
     def scan(self, *parts: str) -> pl.LazyFrame:
         target = self.path(*parts)
@@ -155,18 +145,13 @@ class StagingArea(dg.ConfigurableResource):
 
 
 class StagingIOManager(dg.ConfigurableIOManager):
-    """Stores an asset's PageStream or frame in the staging area; loads it as a LazyFrame."""
+    """Stores an asset's PageStream in the staging area; loads it as a LazyFrame."""
 
     staging: StagingArea
 
-    def handle_output(self, context: dg.OutputContext, obj: PageStream | pl.LazyFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: PageStream) -> None:
         parts = context.asset_key.path
-        if isinstance(obj, PageStream):
-            staged = self.staging.write_stream(obj, *parts)
-            extra = obj.stats()
-        else:
-            staged = self.staging.sink(obj.lazy(), *parts)
-            extra = {}
+        staged = self.staging.write_stream(obj, *parts)
         schema = self.staging.scan(*parts).collect_schema()
         context.add_output_metadata(
             {
@@ -174,7 +159,7 @@ class StagingIOManager(dg.ConfigurableIOManager):
                 "bytes": staged.bytes,
                 "staged_at": dg.MetadataValue.path(str(staged.path)),
                 "dagster/column_schema": table_schema(schema),
-                **extra,
+                **obj.stats(),
             }
         )
 

@@ -29,6 +29,8 @@ from flow_assets.transforms.masking import mask_expr
 
 STATUS = "_fb_status"
 REASON = "_fb_reason"
+# A rejected record also says which run rejected it and when.
+REJECT_COLUMNS = {"_fb_run_id": pl.String(), "_fb_rejected_at": pl.Datetime("us", "UTC")}
 FILTERED, DROPPED, REJECTED, FAILED = "filtered", "dropped", "rejected", "failed"
 
 DTYPES: dict[str, pl.DataType] = {
@@ -80,10 +82,6 @@ class Outcome:
             failed=get(FAILED),
         )
 
-    @classmethod
-    def count(cls, annotated: pl.LazyFrame) -> Outcome:
-        return cls.from_counts(dict(annotated.group_by(STATUS).agg(pl.len()).collect().iter_rows()))
-
     def as_metadata(self) -> dict[str, int]:
         """read = loaded + filtered + rejected; dropped (by a validate task) counts as filtered."""
         return {
@@ -117,6 +115,14 @@ class Tally:
     @property
     def outcome(self) -> Outcome:
         return Outcome.from_counts(self.statuses)
+
+
+def rejection_stamp(run_id: str, at: datetime) -> list[pl.Expr]:
+    """The REJECT_COLUMNS of records rejected by run `run_id` at `at`."""
+    return [
+        pl.lit(run_id, pl.String).alias("_fb_run_id"),
+        pl.lit(at.astimezone(UTC), pl.Datetime("us", "UTC")).alias("_fb_rejected_at"),
+    ]
 
 
 def pushable_filters(flow: FlowSpec) -> list[FilterSpec]:

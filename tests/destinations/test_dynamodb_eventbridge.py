@@ -12,7 +12,13 @@ from flow_assets.destinations.dynamodb import DynamoDBIOManager
 from flow_assets.destinations.eventbridge import EventBridgeIOManager
 from flow_assets.destinations.lake import Lake
 from flow_assets.destinations.staging import ParquetBatchWriter
-from tests.conftest import failure_message, live_opportunities, materialization, run_flow
+from tests.conftest import (
+    failure_message,
+    live_opportunities,
+    materialization,
+    run_flow,
+    stored_cursor,
+)
 
 SOURCE = """\
 source:
@@ -199,7 +205,4 @@ def test_permanent_throttling_fails_clearly_and_keeps_the_cursor(
     result = run_flow(project, instance, "to_events")
     assert not result.success
     assert "ThrottlingException" in failure_message(result)
-    from flow_assets.cursor import last_cursor
-    from flow_assets.spec import load_flow_file
-
-    assert last_cursor(instance, load_flow_file(project.flows_dir / "to_events.yaml")) is None
+    assert stored_cursor(instance, project, "to_events") is None

@@ -8,7 +8,13 @@ import polars as pl
 import pytest
 
 from flow_assets.destinations.s3 import MANIFEST, list_keys, published_files
-from tests.conftest import failure_message, live_opportunities, materialization, run_flow
+from tests.conftest import (
+    failure_message,
+    live_opportunities,
+    materialization,
+    run_flow,
+    stored_cursor,
+)
 
 FLOW = "salesforce_opportunities_to_s3"
 BUCKET = "flowbridge-example-lake"
@@ -131,11 +137,7 @@ def test_missing_bucket_fails_clearly_and_keeps_the_cursor(s3_project, instance,
     result = run_flow(project, instance, FLOW)
     assert not result.success
     assert "NoSuchBucket" in failure_message(result)
-    from flow_assets.cursor import last_cursor
-    from flow_assets.spec import load_flow_file
-
-    flow = load_flow_file(project.flows_dir / f"{FLOW}.yaml")
-    assert last_cursor(instance, flow) is None
+    assert stored_cursor(instance, project, FLOW) is None
 
 
 def test_files_are_grouped_to_about_the_target_size(tmp_path):

@@ -5,10 +5,8 @@ import re
 
 import polars as pl
 
-from flow_assets.cursor import last_cursor
 from flow_assets.destinations.lake import Lake
-from flow_assets.spec import load_flow_file
-from tests.conftest import live_opportunities, materialization, run_flow
+from tests.conftest import live_opportunities, materialization, run_flow, stored_cursor
 
 FLOW = "salesforce_big_opportunities"
 
@@ -82,11 +80,11 @@ def test_cursor_stays_when_the_destination_write_fails(project, instance, sf):
     (project.lake_dir / "lake.duckdb").mkdir()  # DuckDB cannot open a folder: the write fails
     failed = run_flow(project, instance, FLOW)
     assert not failed.success
-    flow = load_flow_file(project.flows_dir / f"{FLOW}.yaml")
-    assert last_cursor(instance, flow) is None
+    assert stored_cursor(instance, project, FLOW) is None
 
     (project.lake_dir / "lake.duckdb").rmdir()
     retried = run_flow(project, instance, FLOW)
     assert retried.success
     meta = materialization(retried, FLOW, "records")
     assert meta["records_read"] == live_opportunities(sf).filter(pl.col("Amount") > 10_000).height
+    assert stored_cursor(instance, project, FLOW) is not None
