@@ -94,9 +94,8 @@ def test_malformed_api_answer(project, capsys, sf):
     sf.inject("malformed", count=2, path_contains="/describe")
     code, output = validate(project, capsys)
     assert code == 1
-    assert "source" in output and "malformed" in output.lower() or "not valid JSON" in output, (
-        output
-    )
+    assert "salesforce_big_opportunities.yaml: source: " in output, output
+    assert "is not valid JSON" in output, output
 
 
 def test_unreachable_source_is_a_note_not_an_error(project, capsys, monkeypatch):
