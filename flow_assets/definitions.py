@@ -14,6 +14,7 @@ from flow_assets.destinations.dynamodb import DynamoDBIOManager
 from flow_assets.destinations.eventbridge import EventBridgeIOManager
 from flow_assets.destinations.redshift import RedshiftIOManager
 from flow_assets.destinations.s3 import S3IOManager
+from flow_assets.destinations.s3_staging import S3ErrorIOManager, S3StagingArea
 from flow_assets.environment import Settings
 from flow_assets.factory import build_flow, destination_io_manager, invalid_flow_asset
 from flow_assets.spec import ConnectionSpec, FlowFileError, load_project
@@ -48,7 +49,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             errors[file] = exc
     for error in errors.values():
         log.warning("flow file did not load: %s", error)
-    staging = StagingArea(root=str(settings.staging_dir))
+    staging, errors_manager = staging_and_errors(settings)
     lake = LakeIOManager(root=str(settings.lake_dir))
     parts.append(
         dg.Definitions(
@@ -58,11 +59,27 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 "staging": staging,
                 "staging_io_manager": StagingIOManager(staging=staging),
                 "lake_io_manager": lake,
-                "error_io_manager": lake,
+                "error_io_manager": errors_manager or lake,
             },
         )
     )
     return dg.Definitions.merge(*parts)
+
+
+def staging_and_errors(
+    settings: Settings,
+) -> tuple[StagingArea, dg.ConfigurableIOManager | None]:
+    """LOCAL: a staging folder, rejected records in the lake. AWS: staged data copied to S3
+    and rejected records in its bucket (S3 destinations keep theirs in their own bucket)."""
+    root = str(settings.staging_dir)
+    s3 = settings.s3_staging
+    if s3 is None:
+        return StagingArea(root=root), None
+    staging = S3StagingArea(
+        root=root, bucket=s3.bucket, prefix=s3.prefix, kms_key_id=s3.kms_key_id,
+        retention_days=s3.retention_days, region_name=s3.region_name,
+    )  # fmt: skip
+    return staging, S3ErrorIOManager(staging=staging)
 
 
 def destination_io_managers(

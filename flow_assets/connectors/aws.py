@@ -41,3 +41,31 @@ class AwsConnection(dg.ConfigurableResource):
         return aws_client(
             service, self.region_name, self.endpoint_url, self.profile_name, self.max_attempts
         )
+
+    def storage_options(self) -> dict[str, str]:
+        """The same credentials and endpoint, for writers that speak S3 themselves (deltalake).
+        Handed to the writer only; never logged."""
+        import boto3
+
+        session = boto3.session.Session(
+            profile_name=self.profile_name or None, region_name=self.region_name
+        )
+        found = session.get_credentials()
+        if found is None:
+            raise ValueError(
+                f"connection '{self.connection_name}': no AWS credentials found "
+                "(environment, ~/.aws or an instance role)"
+            )
+        creds = found.get_frozen_credentials()
+        options = {
+            "AWS_REGION": self.region_name,
+            "AWS_ACCESS_KEY_ID": creds.access_key,
+            "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+        }
+        if creds.token:
+            options["AWS_SESSION_TOKEN"] = creds.token
+        endpoint = str(self.client("s3").meta.endpoint_url)
+        if not endpoint.endswith(".amazonaws.com"):  # an override: a moto server, MinIO...
+            options["AWS_ENDPOINT_URL"] = endpoint
+            options["AWS_ALLOW_HTTP"] = str(endpoint.startswith("http://")).lower()
+        return options

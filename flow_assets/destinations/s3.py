@@ -1,13 +1,15 @@
 """The S3 destination: a run's records as Parquet, CSV or JSON Lines under AppFlow-style
 prefixes, encrypted with SSE-S3 or SSE-KMS, made visible together by a manifest written last.
 
-Readers list the manifests (`_manifest-<run>.json`) and read the files they name; a file that
-no manifest names belongs to a run that did not finish and is ignored (and removed).
+Readers list the manifests (`_manifest-<run>.json`) and read the files named by those no other
+manifest replaces (`live_manifests`); a file that no manifest names belongs to a run that did
+not finish and is ignored. `format: delta` is written by flow_assets.destinations.delta.
 """
 
 import json
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +19,9 @@ import dagster as dg
 import polars as pl
 
 from flow_assets.connectors.aws import AwsConnection
+from flow_assets.destinations.delta import write_delta
 from flow_assets.destinations.glue import register
-from flow_assets.destinations.staging import Staged, parquet_rows, table_schema
+from flow_assets.destinations.staging import Staged, last_per_key, parquet_rows, table_schema
 from flow_assets.spec.models import S3Settings
 
 MANIFEST = "_manifest-"
@@ -61,7 +64,12 @@ def encryption_args(settings: S3Settings) -> dict[str, str]:
 
 
 class S3Writer:
-    """Uploads one run's staged records to S3 and publishes them with a manifest."""
+    """Uploads one run's staged records to S3 and publishes them with a manifest.
+
+    Overwrite and upsert publish a manifest that `replaces` the ones before it in the same
+    prefix, so readers switch from the old files to the new ones in one step; the replaced
+    manifests and their files are removed afterwards.
+    """
 
     def __init__(self, client: Any, settings: S3Settings, flow: str, run_id: str, at: datetime):
         self.client = client
@@ -70,19 +78,21 @@ class S3Writer:
         self.prefix = partition_prefix(settings, flow, run_id, at)
         self.extra = encryption_args(settings)
 
-    def write(self, staged: Staged, mode: str) -> S3WriteResult:
+    def write(self, staged: Staged, mode: str, key: Sequence[str] = ()) -> S3WriteResult:
+        replaces = self._manifests_here() if mode in ("overwrite", "upsert") else []
         uploaded: list[dict[str, Any]] = []
         try:
             with tempfile.TemporaryDirectory(prefix="flowbridge-s3-") as tmp:
+                if mode == "upsert":
+                    staged = self._merged(staged, replaces, key, Path(tmp))
                 for n, group in enumerate(self._groups(staged)):
                     uploaded.append(self._upload(group, Path(tmp), n))
-            manifest = self._publish(uploaded, staged)
+                manifest = self._publish(uploaded, staged, replaces)
         except BaseException:
             for item in uploaded:  # invisible without a manifest; removed to leave no litter
                 self.client.delete_object(Bucket=self.settings.bucket, Key=item["key"])
             raise
-        if mode == "overwrite":
-            self._remove_others(manifest)
+        self._remove(replaces)
         return S3WriteResult(
             self.prefix,
             manifest,
@@ -90,6 +100,38 @@ class S3Writer:
             sum(f["rows"] for f in uploaded),
             sum(f["bytes"] for f in uploaded),
         )
+
+    def _manifests_here(self) -> list[str]:
+        """Every manifest directly in the run's prefix, replaced or not: a new manifest replaces
+        them all, so one left behind by an interrupted clean-up never comes back to life."""
+        return [
+            k
+            for k in list_keys(self.client, self.settings.bucket, self.prefix)
+            if k[len(self.prefix) :].startswith(MANIFEST)
+        ]
+
+    def _merged(self, staged: Staged, replaces: list[str], key: Sequence[str], tmp: Path) -> Staged:
+        """What an upsert publishes: the published records whose key the run does not carry,
+        then the run's last record per key. One old file at a time is in memory."""
+        new = last_per_key(staged, key, tmp / "new")
+        old = []
+        live = live_manifests(self.client, self.settings.bucket, self.prefix)
+        for n, name in enumerate(f["key"] for m in replaces if m in live for f in live[m]["files"]):
+            old.append(tmp / f"old-{n:05d}.parquet")
+            self.client.download_file(self.settings.bucket, name, str(old[-1]))
+        schema = merged_schema([pl.read_parquet_schema(f) for f in old], new.files[0])
+        keys = pl.scan_parquet(new.files).select(key).collect().lazy()
+        merged = tmp / "merged"
+        merged.mkdir()
+        for n, path in enumerate([*old, *new.files]):
+            frame = pl.scan_parquet(path)
+            if path in old:
+                frame = frame.join(keys, on=list(key), how="anti")
+            frame.select(conform(frame.collect_schema(), schema)).sink_parquet(
+                merged / f"part-{n:05d}.parquet"
+            )
+        files = sorted(merged.glob("*.parquet"))
+        return Staged(merged, parquet_rows(files), sum(f.stat().st_size for f in files))
 
     def _groups(self, staged: Staged) -> list[list[Path]]:
         """Staged files grouped into output files: one per run, or about file_size_mb each."""
@@ -124,7 +166,7 @@ class S3Writer:
         self.client.upload_file(str(local), self.settings.bucket, key, ExtraArgs=self.extra)
         return {"key": key, "rows": rows, "bytes": local.stat().st_size}
 
-    def _publish(self, files: list[dict[str, Any]], staged: Staged) -> str:
+    def _publish(self, files: list[dict[str, Any]], staged: Staged, replaces: list[str]) -> str:
         schema = pl.scan_parquet(staged.files[0]).collect_schema()
         manifest = {
             "run_id": self.run_id,
@@ -133,6 +175,7 @@ class S3Writer:
             "rows": sum(f["rows"] for f in files),
             "files": files,
             "schema": {name: str(dtype) for name, dtype in schema.items()},
+            "replaces": replaces,
         }
         key = f"{self.prefix}{MANIFEST}{self.run_id}.json"
         self.client.put_object(
@@ -144,18 +187,40 @@ class S3Writer:
         )
         return key
 
-    def _remove_others(self, manifest: str) -> None:
-        """After an overwrite is published, the partition's older runs go."""
-        keep = {
-            manifest,
-            *(
-                f["key"]
-                for f in read_manifest(self.client, self.settings.bucket, manifest)["files"]
-            ),
-        }
-        for key in list_keys(self.client, self.settings.bucket, self.prefix):
-            if key not in keep and "/" not in key[len(self.prefix) :]:
-                self.client.delete_object(Bucket=self.settings.bucket, Key=key)
+    def _remove(self, manifests: list[str]) -> None:
+        """Replaced manifests' files, then the manifests: readers no longer look at them."""
+        bucket = self.settings.bucket
+        for name in manifests:
+            try:
+                files = read_manifest(self.client, bucket, name)["files"]
+            except self.client.exceptions.NoSuchKey:
+                continue
+            for item in files:
+                self.client.delete_object(Bucket=bucket, Key=item["key"])
+            self.client.delete_object(Bucket=bucket, Key=name)
+
+
+def merged_schema(old: list[pl.Schema], new_file: Path) -> pl.Schema:
+    """The new records' columns, then columns only older files have. A column whose type
+    changed cannot be merged: the error says so rather than casting values away."""
+    schema = dict(pl.read_parquet_schema(new_file))
+    for columns in old:
+        for name, dtype in columns.items():
+            if name not in schema:
+                schema[name] = dtype
+            elif schema[name] != dtype:
+                raise ValueError(
+                    f"column '{name}' was written as {dtype} and is now {schema[name]}; "
+                    "an upsert cannot change a column's type: run once with write: overwrite"
+                )
+    return pl.Schema(schema)
+
+
+def conform(have: pl.Schema, want: pl.Schema) -> list[pl.Expr]:
+    return [
+        pl.col(name) if name in have else pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in want.items()
+    ]
 
 
 def list_keys(client: Any, bucket: str, prefix: str) -> list[str]:
@@ -169,12 +234,32 @@ def read_manifest(client: Any, bucket: str, key: str) -> dict[str, Any]:
     return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
+def live_manifests(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
+    """The manifests under prefix that no other manifest replaces: the published runs."""
+    manifests = {}
+    for key in list_keys(client, bucket, prefix):
+        if key.rsplit("/", 1)[-1].startswith(MANIFEST):
+            try:
+                manifests[key] = read_manifest(client, bucket, key)
+            except client.exceptions.NoSuchKey:  # replaced and removed since the listing
+                continue
+    replaced = {name for m in manifests.values() for name in m.get("replaces", [])}
+    return {k: m for k, m in sorted(manifests.items()) if k not in replaced}
+
+
 def published_files(client: Any, bucket: str, prefix: str) -> list[str]:
-    """Keys of every file a manifest under prefix names: what readers should read."""
-    manifests = [
-        k for k in list_keys(client, bucket, prefix) if k.rsplit("/", 1)[-1].startswith(MANIFEST)
-    ]
-    return [f["key"] for m in sorted(manifests) for f in read_manifest(client, bucket, m)["files"]]
+    """Keys of every file a live manifest under prefix names: what readers should read."""
+    return [f["key"] for m in live_manifests(client, bucket, prefix).values() for f in m["files"]]
+
+
+def _published(result: S3WriteResult, settings: S3Settings) -> dict[str, Any]:
+    return {
+        "prefix": result.prefix,
+        "dagster/row_count": result.rows,
+        "manifest": f"s3://{settings.bucket}/{result.manifest}",
+        "files": len(result.files),
+        "bytes": result.bytes,
+    }
 
 
 def resolve_kms_key(settings: S3Settings, connection: AwsConnection) -> S3Settings:
@@ -205,25 +290,28 @@ class S3IOManager(dg.ConfigurableIOManager):
         flow = context.asset_key.path[0]
         started = datetime.now(UTC)  # the run's time decides its year=/month=/day= folders
         settings = resolve_kms_key(settings, self.connection)
-        writer = S3Writer(self.connection.client("s3"), settings, flow, context.run_id, started)
-        result = writer.write(obj, str(meta.get("flowbridge/write", "append")))
+        mode = str(meta.get("flowbridge/write", "append"))
+        key = [k for k in str(meta.get("flowbridge/key", "")).split(",") if k]
         columns = pl.scan_parquet(obj.files[0]).collect_schema()
-        catalog = {}
+        if settings.format == "delta":
+            written = write_delta(obj, settings, flow, self.connection, mode, key)
+        else:
+            writer = S3Writer(self.connection.client("s3"), settings, flow, context.run_id, started)
+            written = _published(writer.write(obj, mode, key), settings)
         if settings.glue is not None:
-            name = register(self.connection.client("glue"), settings, flow, columns, result.prefix)
-            catalog = {"glue_table": name}
+            table = register(
+                self.connection.client("glue"), settings, flow, columns, written["prefix"]
+            )
+            written["glue_table"] = table
         context.add_output_metadata(
             {
-                "dagster/row_count": result.rows,
-                "rows_written": result.rows,
-                "destination": f"s3://{settings.bucket}/{result.prefix}",
-                "manifest": f"s3://{settings.bucket}/{result.manifest}",
-                "files": len(result.files),
-                "bytes": result.bytes,
+                "rows_written": obj.rows,
+                "write_mode": mode,
+                "destination": f"s3://{settings.bucket}/{written.pop('prefix')}",
                 "format": settings.format,
                 "encryption": settings.encryption.type if settings.encryption else "none",
                 "dagster/column_schema": table_schema(columns),
-                **catalog,
+                **written,
             }
         )
 

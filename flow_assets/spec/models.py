@@ -218,7 +218,9 @@ class S3Settings(StrictModel):
     connection: str = Field(description="An aws connection in connections.yaml.")
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     prefix: str = Field("", description="Key prefix; the flow name when empty.")
-    format: Literal["parquet", "csv", "jsonl"] = "parquet"
+    format: Literal["parquet", "csv", "jsonl", "delta"] = Field(
+        "parquet", description="delta: a Delta Lake table (deltalake), merged by key on upsert."
+    )
     partitioning: list[Literal["year", "month", "day", "hour", "run_id"]] = Field(
         default_factory=list, description="Folders under the prefix, e.g. [year, month, day]."
     )
@@ -227,6 +229,16 @@ class S3Settings(StrictModel):
     )
     encryption: S3Encryption | None = None
     glue: GlueTable | None = Field(None, description="Create or update a Glue table after writes.")
+
+    @model_validator(mode="after")
+    def _delta_is_one_table(self) -> S3Settings:
+        if self.format == "delta":
+            for name in ("partitioning", "file_size_mb", "glue"):
+                if getattr(self, name):
+                    raise ValueError(
+                        f"format delta keeps one Delta table under the prefix: remove {name}"
+                    )
+        return self
 
 
 class DynamoDBSettings(StrictModel):
@@ -291,8 +303,16 @@ class Destination(StrictModel):
                 raise ValueError(
                     f"a {block}: block belongs to connector {block}, not '{self.connector}'"
                 )
-        if self.connector == "s3" and self.write == "upsert":
-            raise ValueError("write 'upsert' to s3 is not available yet; use append or overwrite")
+        if self.s3 is not None and self.write == "upsert":
+            if self.s3.format not in ("parquet", "delta"):
+                raise ValueError(
+                    f"write 'upsert' to s3 needs format parquet or delta, not {self.s3.format}: "
+                    "records are merged with what was written before, read back with their types"
+                )
+            if self.s3.partitioning:
+                raise ValueError(
+                    "write 'upsert' to s3 keeps one table under the prefix: remove partitioning"
+                )
         if self.connector == "dynamodb" and not (self.key and len(self.key) <= 2):
             raise ValueError("connector dynamodb needs key: [partition_key] or [partition, sort]")
         return self

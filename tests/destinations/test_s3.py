@@ -7,7 +7,17 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from flow_assets.destinations.s3 import MANIFEST, list_keys, published_files
+from flow_assets.connectors.aws import AwsConnection
+from flow_assets.destinations.delta import write_delta
+from flow_assets.destinations.s3 import (
+    MANIFEST,
+    S3Writer,
+    list_keys,
+    published_files,
+    resolve_kms_key,
+)
+from flow_assets.destinations.staging import ParquetBatchWriter, Staged
+from flow_assets.spec.models import Destination, S3Settings
 from tests.conftest import (
     failure_message,
     live_opportunities,
@@ -144,7 +154,6 @@ def test_files_are_grouped_to_about_the_target_size(tmp_path):
     import os
 
     from flow_assets.destinations.s3 import S3Writer
-    from flow_assets.destinations.staging import Staged
     from flow_assets.spec.models import S3Settings
 
     for n in range(4):  # incompressible: each file is about 0.4 MB
@@ -216,3 +225,145 @@ def test_rejected_records_go_to_the_flows_error_prefix(s3_project, instance, sf)
     # Readers of the records do not see the error files.
     records = published_files(s3, BUCKET, "salesforce/")
     assert not [k for k in records if "_errors" in k]
+
+
+def staged(tmp_path, name: str, frame: pl.DataFrame) -> Staged:
+    with ParquetBatchWriter(tmp_path / name, frame.schema) as writer:
+        writer.write(frame)
+    return writer.staged()
+
+
+def upsert_settings(fmt: str) -> S3Settings:
+    return S3Settings(
+        connection="aws_default", bucket=BUCKET, prefix="accounts", format=fmt,
+        encryption={"type": "sse-kms", "kms_key_id": "alias/flowbridge"},
+    )  # fmt: skip
+
+
+def test_upsert_merges_by_key_and_swaps_in_one_step(s3_project, tmp_path):
+    _, s3, key_arn = s3_project
+    settings = resolve_kms_key(upsert_settings("parquet"), AwsConnection(
+        endpoint_url=s3.meta.endpoint_url))  # fmt: skip
+    first = pl.DataFrame({"Id": ["a", "b", "c"], "Amount": [1.0, 2.0, 3.0]})
+    # A later run: b changed (twice: its last record wins), d is new, a new column appears.
+    second = pl.DataFrame(
+        {"Id": ["b", "d", "b"], "Amount": [20.0, 40.0, 21.0], "Stage": ["won", "new", "lost"]}
+    )
+    at = datetime.now(UTC)
+    S3Writer(s3, settings, "f", "run-1", at).write(staged(tmp_path, "1", first), "upsert", ["Id"])
+    old_files = published_files(s3, BUCKET, "accounts/")
+    result = S3Writer(s3, settings, "f", "run-2", at).write(
+        staged(tmp_path, "2", second), "upsert", ["Id"]
+    )
+    files = published_files(s3, BUCKET, "accounts/")
+    table = pl.concat([read(s3, k, "parquet") for k in files], how="vertical").sort("Id")
+    assert table.to_dicts() == [
+        {"Id": "a", "Amount": 1.0, "Stage": None},
+        {"Id": "b", "Amount": 21.0, "Stage": "lost"},
+        {"Id": "c", "Amount": 3.0, "Stage": None},
+        {"Id": "d", "Amount": 40.0, "Stage": "new"},
+    ]
+    assert result.rows == 4
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=result.manifest)["Body"].read())
+    assert manifest["replaces"] == ["accounts/_manifest-run-1.json"]
+    # The replaced run is gone once the new one is published; what is left is encrypted.
+    assert set(list_keys(s3, BUCKET, "accounts/")) == {*files, result.manifest}
+    assert not set(old_files) & set(files)
+    assert {s3.head_object(Bucket=BUCKET, Key=k)["SSEKMSKeyId"] for k in files} == {key_arn}
+
+
+def test_a_replaced_manifest_left_behind_stays_replaced(s3_project, tmp_path):
+    """A clean-up cut short leaves a replaced manifest; readers and later runs ignore it."""
+    _, s3, _ = s3_project
+    settings = upsert_settings("parquet").model_copy(update={"encryption": None})
+    at = datetime.now(UTC)
+    rows = pl.DataFrame({"Id": ["a"], "Amount": [1.0]})
+    S3Writer(s3, settings, "f", "run-1", at).write(staged(tmp_path, "1", rows), "upsert", ["Id"])
+    interrupted = S3Writer(s3, settings, "f", "run-2", at)
+    interrupted._remove = lambda manifests: None  # the process died before cleaning up
+    interrupted.write(staged(tmp_path, "2", rows), "upsert", ["Id"])
+    assert len(published_files(s3, BUCKET, "accounts/")) == 1
+    S3Writer(s3, settings, "f", "run-3", at).write(staged(tmp_path, "3", rows), "upsert", ["Id"])
+    files = published_files(s3, BUCKET, "accounts/")
+    assert pl.concat([read(s3, k, "parquet") for k in files]).height == 1
+    assert [k for k in list_keys(s3, BUCKET, "accounts/") if MANIFEST in k] == [
+        "accounts/_manifest-run-3.json"
+    ]
+
+
+def test_upsert_refuses_a_changed_column_type(s3_project, tmp_path):
+    _, s3, _ = s3_project
+    settings = upsert_settings("parquet").model_copy(update={"encryption": None})
+    at = datetime.now(UTC)
+    first = pl.DataFrame({"Id": ["a"], "Amount": [1.0]})
+    S3Writer(s3, settings, "f", "run-1", at).write(staged(tmp_path, "1", first), "upsert", ["Id"])
+    second = pl.DataFrame({"Id": ["a"], "Amount": ["one"]})
+    with pytest.raises(ValueError, match="column 'Amount' was written as Float64 and is now"):
+        S3Writer(s3, settings, "f", "run-2", at).write(
+            staged(tmp_path, "2", second), "upsert", ["Id"]
+        )
+    assert len(published_files(s3, BUCKET, "accounts/")) == 1  # the table is as it was
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "delta"])
+def test_flow_upserts_into_s3_twice_without_duplicates(s3_project, instance, sf, fmt):
+    project, s3, key_arn = s3_project
+    set_destination(
+        project,
+        **{
+            "write: append": "write: upsert\n  key: [Id]",
+            "format: parquet": f"format: {fmt}",
+            "    partitioning: [year, month, day]\n": "",
+        },
+    )
+    full = {"flowbridge/full_refresh": "true"}
+    first = run_flow(project, instance, FLOW, **full)
+    second = run_flow(project, instance, FLOW, **full)
+    assert first.success and second.success, failure_message(second)
+    meta = materialization(second, FLOW, "records")
+    if fmt == "delta":
+        loaded = pl.read_delta(
+            f"s3://{BUCKET}/salesforce/opportunities",
+            storage_options=AwsConnection(endpoint_url=s3.meta.endpoint_url).storage_options(),
+        )
+        data = [k for k in list_keys(s3, BUCKET, "salesforce/") if k.endswith(".parquet")]
+        assert meta["rows_updated"] == meta["records_loaded"] and meta["rows_inserted"] == 0
+    else:
+        data = published_files(s3, BUCKET, "salesforce/")
+        loaded = pl.concat([read(s3, k, "parquet") for k in data])
+    truth = live_opportunities(sf).filter(pl.col("Amount").is_null() | (pl.col("Amount") >= 0))
+    assert loaded["Id"].is_unique().all()
+    assert sorted(loaded["Id"]) == sorted(truth["Id"])
+    assert meta["dagster/row_count"] == truth.height
+    assert not set(loaded["Email__c"].drop_nulls()) & set(truth["Email__c"].drop_nulls())
+    assert {s3.head_object(Bucket=BUCKET, Key=k)["SSEKMSKeyId"] for k in data} == {key_arn}
+
+
+def test_delta_merge_changes_values_and_adds_columns(s3_project, tmp_path):
+    _, s3, _ = s3_project
+    connection = AwsConnection(endpoint_url=s3.meta.endpoint_url)
+    settings = upsert_settings("delta").model_copy(update={"encryption": None})
+    first = pl.DataFrame({"Id": ["a", "b"], "Amount": [1.0, 2.0]})
+    second = pl.DataFrame({"Id": ["b", "c", "b"], "Amount": [20.0, 30.0, 21.0], "Stage": ["x"] * 3})
+    write_delta(staged(tmp_path, "1", first), settings, "f", connection, "upsert", ["Id"])
+    meta = write_delta(staged(tmp_path, "2", second), settings, "f", connection, "upsert", ["Id"])
+    table = pl.read_delta(f"s3://{BUCKET}/accounts", storage_options=connection.storage_options())
+    assert table.sort("Id").to_dicts() == [
+        {"Id": "a", "Amount": 1.0, "Stage": None},
+        {"Id": "b", "Amount": 21.0, "Stage": "x"},
+        {"Id": "c", "Amount": 30.0, "Stage": "x"},
+    ]
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["delta_version"]) == (1, 1, 1)
+    assert meta["dagster/row_count"] == 3
+
+
+def test_upsert_settings_are_checked_in_the_flow_file():
+    base = {"connection": "aws_default", "bucket": BUCKET}
+    with pytest.raises(ValueError, match="needs format parquet or delta, not csv"):
+        Destination(connector="s3", write="upsert", key=["Id"], s3={**base, "format": "csv"})
+    with pytest.raises(ValueError, match="one table under the prefix: remove partitioning"):
+        Destination(
+            connector="s3", write="upsert", key=["Id"], s3={**base, "partitioning": ["day"]}
+        )
+    with pytest.raises(ValueError, match="format delta keeps one Delta table.*remove glue"):
+        S3Settings(**base, format="delta", glue={"database": "sales"})
