@@ -24,7 +24,15 @@ class RedshiftConnection(dg.ConfigurableResource):
     staging_connection: str = Field(description="The aws connection COPY stages files through.")
     staging_bucket: str = Field(description="Bucket for staged Parquet files.")
     staging_prefix: str = Field("flowbridge/redshift-staging", description="Key prefix there.")
+    staging_kms_key_id: str | None = Field(
+        None,
+        description="KMS key (id, ARN or alias/NAME) the staged files are encrypted with (SSE-KMS; "
+        "the COPY role needs kms:Decrypt on it); SSE-S3 (AES256) when unset.",
+    )
     iam_role: str | None = Field(None, description="The role COPY reads S3 with (data_api).")
+    statement_timeout_s: int = Field(
+        3600, gt=0, description="Data API: a statement not done by then is cancelled."
+    )
     connection_name: str = Field("redshift")
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password",)

@@ -16,9 +16,9 @@ from flow_assets.connectors.aws import AwsConnection
 from flow_assets.connectors.redshift import RedshiftConnection
 from flow_assets.destinations import redshift_sql as sql
 from flow_assets.destinations.redshift_runners import PostgresRunner, StagedLoad, runner_for
-from flow_assets.destinations.s3 import S3Writer
-from flow_assets.destinations.staging import Staged, parquet_rows
-from flow_assets.spec.models import RedshiftSettings, S3Settings
+from flow_assets.destinations.s3 import S3Writer, encryption_args, resolve_kms_key
+from flow_assets.destinations.staging import Staged, last_per_key
+from flow_assets.spec.models import RedshiftSettings, S3Encryption, S3Settings
 
 
 class RedshiftIOManager(dg.ConfigurableIOManager):
@@ -33,15 +33,12 @@ class RedshiftIOManager(dg.ConfigurableIOManager):
         table = settings.table or flow
         mode = str(meta.get("flowbridge/write", "append"))
         key = [k for k in str(meta.get("flowbridge/key", "")).split(",") if k]
+        stage_settings = self._stage_settings(flow)
         s3 = self.staging.client("s3")
         conn = self.connection
         with tempfile.TemporaryDirectory(prefix="flowbridge-redshift-") as tmp:
-            data = _last_per_key(obj, key, Path(tmp)) if mode == "upsert" else obj
+            data = last_per_key(obj, key, Path(tmp) / "deduped") if mode == "upsert" else obj
             columns = pl.scan_parquet(data.files[0]).collect_schema()
-            stage_settings = S3Settings(
-                connection=conn.staging_connection, bucket=conn.staging_bucket,
-                prefix=f"{conn.staging_prefix.strip('/')}/{flow}", partitioning=["run_id"],
-            )  # fmt: skip
             staged = S3Writer(s3, stage_settings, flow, context.run_id, datetime.now(UTC)).write(
                 data, "append"
             )
@@ -50,6 +47,7 @@ class RedshiftIOManager(dg.ConfigurableIOManager):
             Bucket=conn.staging_bucket,
             Key=manifest_key,
             Body=json.dumps(redshift_manifest(conn.staging_bucket, staged.files)).encode(),
+            **encryption_args(stage_settings),
         )
         runner = runner_for(conn)
         if isinstance(runner, PostgresRunner):
@@ -58,7 +56,7 @@ class RedshiftIOManager(dg.ConfigurableIOManager):
         existing = runner.columns(settings.db_schema, table)
         before = sql.create_table(settings.db_schema, table, columns) if not existing else []
         before += sql.add_columns(settings.db_schema, table, columns, existing) if existing else []
-        before.append(sql.create_stage(settings.db_schema, table, stage))
+        before.append(sql.create_stage(stage, columns))
         load = StagedLoad(
             stage_table=stage,
             bucket=conn.staging_bucket,
@@ -82,6 +80,27 @@ class RedshiftIOManager(dg.ConfigurableIOManager):
             }
         )
 
+    def _stage_settings(self, flow: str) -> S3Settings:
+        """Where the files for COPY are staged, encrypted with the connection's KMS key (else
+        SSE-S3); a missing key fails here, before anything is staged."""
+        conn = self.connection
+        key = conn.staging_kms_key_id
+        encryption = (
+            S3Encryption(type="sse-kms", kms_key_id=key) if key else S3Encryption(type="sse-s3")
+        )
+        settings = S3Settings(
+            connection=conn.staging_connection, bucket=conn.staging_bucket,
+            prefix=f"{conn.staging_prefix.strip('/')}/{flow}", partitioning=["run_id"],
+            encryption=encryption,
+        )  # fmt: skip
+        try:
+            return resolve_kms_key(settings, self.staging)
+        except dg.Failure:
+            raise dg.Failure(
+                f"connections.yaml: {conn.connection_name}.staging_kms_key_id: KMS key '{key}' "
+                f"not found in {self.staging.region_name}; create the key or fix the setting"
+            ) from None
+
     def load_input(self, context: dg.InputContext) -> pl.LazyFrame:
         raise NotImplementedError("reading back from Redshift is not needed by any flow yet")
 
@@ -95,14 +114,3 @@ def redshift_manifest(bucket: str, files: list[dict]) -> dict:
             for f in files
         ]
     }  # fmt: skip
-
-
-def _last_per_key(staged: Staged, key: list[str], tmp: Path) -> Staged:
-    """For a merge, the last record of each key (later pages carry newer data)."""
-    target = tmp / "deduped"
-    target.mkdir()
-    part = target / "part-00000.parquet"
-    pl.scan_parquet(staged.files).unique(subset=key, keep="last", maintain_order=True).sink_parquet(
-        part
-    )
-    return Staged(target, parquet_rows([part]), part.stat().st_size)

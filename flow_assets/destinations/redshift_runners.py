@@ -12,7 +12,7 @@ import polars as pl
 from flow_assets.connectors.aws import aws_client
 from flow_assets.connectors.errors import ConnectorError
 from flow_assets.connectors.redshift import RedshiftConnection
-from flow_assets.destinations.redshift_sql import copy_from_s3, quote
+from flow_assets.destinations.redshift_sql import copy_from_s3, literal, quote
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class DataApiRunner:
         return target
 
     def _wait(self, statement_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + self.conn.statement_timeout_s
         while True:
             answer = self.client.describe_statement(Id=statement_id)
             if answer["Status"] == "FINISHED":
@@ -56,12 +57,19 @@ class DataApiRunner:
                 raise ConnectorError(
                     f"connection '{self.conn.connection_name}': Redshift: {answer.get('Error')}"
                 )
+            if time.monotonic() > deadline:
+                self.client.cancel_statement(Id=statement_id)
+                raise ConnectorError(
+                    f"connection '{self.conn.connection_name}': Redshift statement "
+                    f"{statement_id} still {answer['Status']} after "
+                    f"{self.conn.statement_timeout_s} s; cancelled (statement_timeout_s)"
+                )
             time.sleep(0.5)
 
     def columns(self, schema: str, table: str) -> list[str]:
         sql = (
             "SELECT column_name FROM information_schema.columns "
-            f"WHERE table_schema = '{schema}' AND table_name = '{table}'"
+            f"WHERE table_schema = {literal(schema)} AND table_name = {literal(table)}"
         )
         answer = self._wait(self.client.execute_statement(Sql=sql, **self._target())["Id"])
         if not answer.get("HasResultSet"):

@@ -81,5 +81,9 @@ def merge(
     return statements
 
 
-def create_stage(schema: str, table: str, stage: str) -> str:
-    return f"CREATE TEMP TABLE {quote(stage)} (LIKE {table_name(schema, table)})"
+def create_stage(stage: str, columns: pl.Schema) -> str:
+    """The stage table has the staged Parquet's columns in the Parquet's order: Redshift's COPY
+    maps Parquet columns by position, so a copy of the target (LIKE) would put a column added
+    later, or one the source no longer sends, in the wrong place."""
+    cols = ", ".join(f"{quote(n)} {sql_type(t)}" for n, t in columns.items())
+    return f"CREATE TEMP TABLE {quote(stage)} ({cols})"
