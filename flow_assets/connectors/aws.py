@@ -20,7 +20,8 @@ def aws_client(
     from botocore.config import Config
 
     session = boto3.session.Session(profile_name=profile_name or None, region_name=region_name)
-    config = Config(retries={"mode": "standard", "max_attempts": max_attempts})
+    # total_max_attempts counts the first call; botocore's max_attempts would count retries.
+    config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
     return session.client(service, endpoint_url=endpoint_url or None, config=config)
 
 

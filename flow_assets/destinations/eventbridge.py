@@ -50,7 +50,8 @@ class EventBridgeIOManager(RecordDestinationIOManager):
         def flush() -> None:
             nonlocal sent, batch, size
             if batch:
-                retry_partial(lambda b: _put(client, b), batch, self.attempts, "EventBridge")
+                what = f"EventBridge bus {settings.event_bus}"
+                retry_partial(lambda b: _put(client, b), batch, self.attempts, what)
                 sent += len(batch)
             batch, size = [], 0
 

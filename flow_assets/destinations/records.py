@@ -52,7 +52,8 @@ def retry_partial(
         pending = send(pending)
         if not pending:
             return
-        time.sleep(min(0.05 * 2**attempt, 5.0))
+        if attempt + 1 < attempts:  # no wait once the last attempt has failed
+            time.sleep(min(0.05 * 2**attempt, 5.0))
     raise RuntimeError(f"{what}: {len(pending)} records still refused after {attempts} attempts")
 
 

@@ -293,11 +293,21 @@ class S3IOManager(dg.ConfigurableIOManager):
         mode = str(meta.get("flowbridge/write", "append"))
         key = [k for k in str(meta.get("flowbridge/key", "")).split(",") if k]
         columns = pl.scan_parquet(obj.files[0]).collect_schema()
-        if settings.format == "delta":
-            written = write_delta(obj, settings, flow, self.connection, mode, key)
-        else:
-            writer = S3Writer(self.connection.client("s3"), settings, flow, context.run_id, started)
-            written = _published(writer.write(obj, mode, key), settings)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            if settings.format == "delta":
+                written = write_delta(obj, settings, flow, self.connection, mode, key)
+            else:
+                writer = S3Writer(
+                    self.connection.client("s3"), settings, flow, context.run_id, started
+                )
+                written = _published(writer.write(obj, mode, key), settings)
+        except (BotoCoreError, ClientError) as exc:  # say which destination, then what AWS said
+            where = f"s3://{settings.bucket}/{settings.prefix.strip('/') or flow}/"
+            raise dg.Failure(
+                f"S3 destination {where} ({mode}): {exc}; nothing was published"
+            ) from None
         if settings.glue is not None:
             table = register(
                 self.connection.client("glue"), settings, flow, columns, written["prefix"]

@@ -30,15 +30,6 @@ FLOW = "salesforce_opportunities_to_s3"
 BUCKET = "flowbridge-example-lake"
 
 
-@pytest.fixture
-def s3_project(project, aws):
-    s3, kms = aws("s3"), aws("kms")
-    s3.create_bucket(Bucket=BUCKET)
-    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
-    kms.create_alias(AliasName="alias/flowbridge", TargetKeyId=key_id)
-    return project, s3, kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
-
-
 def set_destination(project, **changes: str) -> None:
     path = project.flows_dir / f"{FLOW}.yaml"
     text = path.read_text()
