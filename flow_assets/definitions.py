@@ -79,7 +79,7 @@ def staging_and_errors(
         root=root, bucket=s3.bucket, prefix=s3.prefix, kms_key_id=s3.kms_key_id,
         retention_days=s3.retention_days, region_name=s3.region_name,
     )  # fmt: skip
-    return staging, S3ErrorIOManager(staging=staging)
+    return staging, S3ErrorIOManager(staging=staging, error_root=s3.error_root)
 
 
 def destination_io_managers(
@@ -87,16 +87,19 @@ def destination_io_managers(
 ) -> dict[str, dg.ConfigurableIOManager]:
     """The IO managers each AWS or Redshift connection offers, keyed as flows name them."""
     managers: dict[str, dg.ConfigurableIOManager] = {}
-    error_root = str(settings.lake_dir)
+    errors = {"error_root": str(settings.lake_dir)}
+    if settings.s3_staging is not None:  # AWS: refused records go to the staging bucket
+        s3 = settings.s3_staging
+        errors = {"error_root": s3.error_root, "error_kms_key_id": s3.kms_key_id}
     for name, spec in connections.items():
         resource = resources.get(resource_key(name))
         if isinstance(resource, AwsConnection):
             managers[f"s3_io_manager__{name}"] = S3IOManager(connection=resource)
             managers[f"dynamodb_io_manager__{name}"] = DynamoDBIOManager(
-                connection=resource, error_root=error_root
+                connection=resource, **errors
             )
             managers[f"eventbridge_io_manager__{name}"] = EventBridgeIOManager(
-                connection=resource, error_root=error_root
+                connection=resource, **errors
             )
         elif isinstance(resource, RedshiftConnection):
             aws = resources.get(resource_key(str(spec.settings.get("staging_connection"))))
@@ -106,7 +109,7 @@ def destination_io_managers(
                     "must name an aws connection in connections.yaml",
                 )  # fmt: skip
             managers[f"redshift_io_manager__{name}"] = RedshiftIOManager(
-                connection=resource, staging=aws, error_root=error_root
+                connection=resource, staging=aws, error_root=errors["error_root"]
             )
     return managers
 

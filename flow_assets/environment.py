@@ -26,6 +26,11 @@ class S3Staging:
     retention_days: int
     region_name: str
 
+    @property
+    def error_root(self) -> str:
+        """Where rejected records of destinations without a bucket of their own go."""
+        return f"s3://{self.bucket}/{self.prefix}/_errors"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> S3Staging:
         uri = env.get("FLOWBRIDGE_STAGING_URI", "")

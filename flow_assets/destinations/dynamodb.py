@@ -80,7 +80,7 @@ class DynamoDBIOManager(RecordDestinationIOManager):
                     _dedupe(requests, key), self.attempts, f"DynamoDB table {settings.table}",
                 )  # fmt: skip
                 written += len(requests)
-        report(context, self.error_root, written, refused, reasons, f"dynamodb://{settings.table}")
+        report(context, self, written, refused, reasons, f"dynamodb://{settings.table}")
 
 
 def _dedupe(requests: list[dict], key: list[str]) -> list[dict]:

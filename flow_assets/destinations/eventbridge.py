@@ -67,9 +67,7 @@ class EventBridgeIOManager(RecordDestinationIOManager):
             batch.append(e)
             size += n
         flush()
-        report(
-            context, self.error_root, sent, refused, reasons, f"eventbridge://{settings.event_bus}"
-        )
+        report(context, self, sent, refused, reasons, f"eventbridge://{settings.event_bus}")
 
 
 def _put(client: Any, entries: list[dict[str, str]]) -> list[dict[str, str]]:

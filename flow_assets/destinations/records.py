@@ -1,6 +1,7 @@
 """Shared by per-record destinations (DynamoDB, EventBridge): staged records as JSON-ready
 dicts, batch by batch, and the error location for records a destination refuses."""
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
@@ -13,7 +14,8 @@ from pydantic import Field
 
 from flow_assets.connectors.aws import AwsConnection
 from flow_assets.destinations.lake import Lake
-from flow_assets.destinations.staging import Staged, read_batches
+from flow_assets.destinations.s3_staging import publish_rejected
+from flow_assets.destinations.staging import ParquetBatchWriter, Staged, read_batches
 from flow_assets.transforms.tasks import rejection_stamp
 
 T = TypeVar("T")
@@ -59,23 +61,35 @@ def retry_partial(
 
 def reject(
     error_root: str | Path, table: str, rows: Sequence[dict[str, Any]], reasons: Sequence[str],
-    run_id: str,
+    run_id: str, connection: AwsConnection | None = None, kms_key_id: str | None = None,
 ) -> None:  # fmt: skip
-    """Records a destination refused go to the flow's error location with the reason."""
+    """Records a destination refused go to the flow's error location with the reason: the
+    lake's `<table>__rejected`, or under an `s3://` error root (the AWS environment)."""
     if not rows:
         return
     frame = pl.DataFrame(list(rows)).with_columns(
         pl.Series("_fb_reason", list(reasons), dtype=pl.String),
         *rejection_stamp(run_id, datetime.now(UTC)),
     )
-    Lake(error_root).write(f"{table}__rejected", frame.lazy(), "append")
+    if not str(error_root).startswith("s3://"):
+        Lake(error_root).write(f"{table}__rejected", frame.lazy(), "append")
+        return
+    assert connection is not None, "an s3:// error root needs the destination's aws connection"
+    with tempfile.TemporaryDirectory(prefix="flowbridge-rejected-") as tmp:
+        with ParquetBatchWriter(Path(tmp, "rejected"), frame.schema) as writer:
+            writer.write(frame)
+        publish_rejected(connection.client("s3"), str(error_root), f"{table}__rejected",
+                         writer.staged(), run_id, kms_key_id)  # fmt: skip
 
 
 class RecordDestinationIOManager(dg.ConfigurableIOManager):
     """Base of destinations written record by record through an AWS API."""
 
     connection: AwsConnection
-    error_root: str = Field(description="The lake folder holding the flows' rejected records.")
+    error_root: str = Field(
+        description="Where refused records go: the lake folder, or s3://bucket/prefix (AWS)."
+    )
+    error_kms_key_id: str | None = Field(None, description="SSE-KMS key of an s3:// error root.")
     attempts: int = Field(8, ge=1, description="Rounds of resending what the service refused.")
 
     def load_input(self, context: dg.InputContext) -> pl.LazyFrame:
@@ -83,13 +97,14 @@ class RecordDestinationIOManager(dg.ConfigurableIOManager):
 
 
 def report(
-    context: dg.OutputContext, error_root: str, written: int, refused: list[dict[str, Any]],
-    reasons: list[str], destination: str,
+    context: dg.OutputContext, manager: RecordDestinationIOManager, written: int,
+    refused: list[dict[str, Any]], reasons: list[str], destination: str,
 ) -> None:  # fmt: skip
     """Put refused records in the error location and say what the destination took."""
     meta = context.definition_metadata or {}
     table = str(meta.get("flowbridge/table") or context.asset_key.path[0])
-    reject(error_root, table, refused, reasons, context.run_id)
+    reject(manager.error_root, table, refused, reasons, context.run_id, manager.connection,
+           manager.error_kms_key_id)  # fmt: skip
     context.add_output_metadata(
         {
             "rows_written": written,

@@ -85,25 +85,35 @@ def keep_for(client: Any, bucket: str, prefix: str, days: int) -> None:
     )
 
 
+def publish_rejected(
+    client: Any, error_root: str, table: str, staged: Staged, run_id: str, kms_key_id: str | None
+) -> str:
+    """Rejected records as Parquet under `<error_root>/<table>/year=/month=/day=/`, SSE-KMS,
+    published with a manifest like any S3 write; returns where they went."""
+    bucket, _, prefix = error_root.removeprefix("s3://").partition("/")
+    settings = S3Settings(
+        connection="errors", bucket=bucket, prefix=f"{prefix.strip('/')}/{table}",
+        partitioning=["year", "month", "day"],
+        encryption=S3Encryption(type="sse-kms", kms_key_id=kms_key_id),
+    )  # fmt: skip
+    result = S3Writer(client, settings, table, run_id, datetime.now(UTC)).write(staged, "append")
+    return f"s3://{bucket}/{result.prefix}"
+
+
 class S3ErrorIOManager(dg.ConfigurableIOManager):
     """Rejected records as Parquet (with the reason column) in the staging bucket's `_errors/`."""
 
     staging: S3StagingArea
+    error_root: str = Field(description="s3://bucket/prefix under which rejected records go.")
 
     def handle_output(self, context: dg.OutputContext, obj: Staged) -> None:
         meta = context.definition_metadata or {}
         table = str(meta.get("flowbridge/table") or "__".join(context.asset_key.path))
-        settings = self.staging.settings("_errors", table).model_copy(
-            update={"partitioning": ["year", "month", "day"]}
-        )
-        writer = S3Writer(self.staging.client(), settings, table, context.run_id, datetime.now(UTC))
-        result = writer.write(obj, "append")
-        context.add_output_metadata(
-            {
-                "dagster/row_count": result.rows,
-                "destination": f"s3://{self.staging.bucket}/{result.prefix}",
-            }
-        )
+        where = publish_rejected(
+            self.staging.client(), self.error_root, table, obj, context.run_id,
+            self.staging.kms_key_id,
+        )  # fmt: skip
+        context.add_output_metadata({"dagster/row_count": obj.rows, "destination": where})
 
     def load_input(self, context: dg.InputContext) -> Any:
         raise NotImplementedError("rejected records are read from S3 by people, not flows")

@@ -1,5 +1,6 @@
 """DynamoDB and EventBridge destinations on a real moto server, read back through boto3."""
 
+import io
 import json
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ from flow_assets.connectors.aws import AwsConnection
 from flow_assets.destinations.dynamodb import DynamoDBIOManager
 from flow_assets.destinations.eventbridge import EventBridgeIOManager
 from flow_assets.destinations.lake import Lake
+from flow_assets.destinations.s3 import published_files
 from flow_assets.destinations.staging import ParquetBatchWriter
 from tests.aws_faults import FaultProxy, limit_attempts
 from tests.conftest import (
@@ -248,3 +250,26 @@ def test_permanent_partial_failure_fails_clearly_and_keeps_the_cursor(
     assert not result.success
     assert f"{named}: 3 records still refused after 8 attempts" in failure_message(result)
     assert stored_cursor(instance, project, "partly") is None
+
+
+def test_in_aws_refused_items_go_to_the_s3_error_root(aws, moto_endpoint, oversized):
+    """FLOWBRIDGE_ENV=AWS: the error root is s3://...; refused items land there encrypted."""
+    staged, _ = oversized
+    s3, kms = aws("s3"), aws("kms")
+    s3.create_bucket(Bucket="errors-bucket")
+    key_arn = kms.create_key()["KeyMetadata"]["Arn"]
+    manager = DynamoDBIOManager(
+        connection=AwsConnection(endpoint_url=moto_endpoint),
+        error_root="s3://errors-bucket/fb/_errors", error_kms_key_id=key_arn,
+    )  # fmt: skip
+    manager.handle_output(
+        context("f", {"connection": "aws_default", "table": "tbl"}, **{"flowbridge/key": "Id"}),
+        staged,
+    )
+    (key,) = published_files(s3, "errors-bucket", "fb/_errors/f__rejected/year=")
+    rejected = pl.read_parquet(
+        io.BytesIO(s3.get_object(Bucket="errors-bucket", Key=key)["Body"].read())
+    )
+    assert rejected["Id"].to_list() == ["b"]
+    assert "DynamoDB takes at most 409600" in rejected["_fb_reason"][0]
+    assert s3.head_object(Bucket="errors-bucket", Key=key)["SSEKMSKeyId"] == key_arn
