@@ -1,4 +1,4 @@
-"""The `flowbridge` command: validate | run | sandbox | demo."""
+"""The `flowbridge` command: validate | run | runs | sandbox | demo | import-appflow | export-appflow."""
 
 from __future__ import annotations
 
@@ -20,12 +20,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("flow")
     p.add_argument("--full-refresh", action="store_true", help="ignore the stored cursor")
 
+    p = sub.add_parser("runs", help="one flow's runs, newest first, from the audit log")
+    p.add_argument("flow")
+    p.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
+
     p = sub.add_parser("sandbox", help="run the local Salesforce-compatible server")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--records", type=int, default=5000)
     p.add_argument("--seed", type=int, default=7)
 
     sub.add_parser("demo", help="sandbox -> example flow -> local lake, then a summary")
+
+    p = sub.add_parser("import-appflow", help="an AppFlow flow (JSON) as a flow file")
+    p.add_argument("file", help="CreateFlow request, describe-flow answer or CloudFormation")
+    p.add_argument("-o", "--output", help="flow file to write (default: flow_defs/<name>.yaml)")
+    p.add_argument("--force", action="store_true", help="replace the output if it exists")
+
+    p = sub.add_parser("export-appflow", help="a flow file as an AppFlow CreateFlow request")
+    p.add_argument("flow", help="the flow file")
+    p.add_argument("-o", "--output", help="JSON file to write (default: standard output)")
 
     args = parser.parse_args(argv)
     if args.command == "validate":
@@ -34,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         from flow_assets.runner import run_flow
 
         return run_flow(args.flow, full_refresh=args.full_refresh)
+    if args.command == "runs":
+        return _runs(args)
     if args.command == "sandbox":
         from flow_assets.sandbox.salesforce import serve_forever_cli
 
@@ -44,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from flow_assets.demo import run_demo
 
         return run_demo()
+    if args.command == "import-appflow":
+        return _import_appflow(args)
+    if args.command == "export-appflow":
+        return _export_appflow(args)
     return 2
 
 
@@ -65,6 +84,75 @@ def _validate(args: argparse.Namespace) -> int:
     if report.problems:
         print(f"{len(report.problems)} problem(s) found", file=sys.stderr)
         return 1
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from flow_assets.audit import TABLE, format_runs, read_runs, recorded_flows
+    from flow_assets.destinations.lake import Lake
+    from flow_assets.environment import Settings
+    from flow_assets.spec.errors import did_you_mean
+
+    lake = Lake(Settings.from_env().lake_dir)
+    runs = read_runs(lake, args.flow, max(args.limit, 1))
+    if runs.is_empty():
+        hint = did_you_mean(args.flow, recorded_flows(lake))
+        print(f"no runs of flow '{args.flow}' in the audit log {lake.table_dir(TABLE)}{hint}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(format_runs(runs))
+    return 0
+
+
+def _import_appflow(args: argparse.Namespace) -> int:
+    from flow_assets.environment import Settings
+    from flow_assets.spec import FlowFileError
+    from flow_assets.spec.appflow import connection_notes, import_appflow, read_json, to_yaml
+
+    source = Path(args.file)
+    try:
+        imported = import_appflow(read_json(source), str(source))
+    except FlowFileError as exc:
+        for problem in exc.problems:
+            print(f"error: {_relative(problem)}", file=sys.stderr)
+        return 1
+    name = imported.result["name"]
+    out = Path(args.output) if args.output else Settings.from_env().flows_dir / f"{name}.yaml"
+    if out.exists() and not args.force:
+        print(f"error: {_relative(out)} exists; pass --force to replace it, or -o", file=sys.stderr)
+        return 1
+    for line in imported.not_carried:
+        print(f"not carried over: {line}", file=sys.stderr)
+    for line in [*imported.notes, *connection_notes(imported.result, out.parent)]:
+        print(f"note: {_relative(line)}", file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(to_yaml(imported, source.name), encoding="utf-8")
+    print(f"wrote {_relative(out)}")
+    return 0
+
+
+def _export_appflow(args: argparse.Namespace) -> int:
+    import json
+
+    from flow_assets.spec import FlowFileError
+    from flow_assets.spec.appflow_export import export_file
+
+    try:
+        exported = export_file(Path(args.flow))
+    except FlowFileError as exc:
+        for problem in exc.problems:
+            print(f"error: {_relative(problem)}", file=sys.stderr)
+        return 1
+    for line in exported.not_carried:
+        print(f"not expressible in AppFlow: {line}", file=sys.stderr)
+    for line in exported.notes:
+        print(f"note: {line}", file=sys.stderr)
+    text = json.dumps(exported.result, indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return 0
 
 

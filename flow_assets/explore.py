@@ -47,14 +47,15 @@ def rejected(flow: str) -> pl.DataFrame:
 def extracted(flow: str, raw: bool = False) -> pl.LazyFrame:
     """What the last run read from the source, typed, before the flow's tasks ran."""
     frame = pl.scan_parquet(settings().staging_dir / flow / "extracted" / "*.parquet")
-    if raw:
+    spec = flow_spec(flow)
+    if raw or spec.source.mask_at_source:  # masked while extracting: nothing raw is stored
         return frame
     columns = frame.collect_schema()
-    masks = [s for s in flow_spec(flow).task_specs if isinstance(s, MaskSpec)]
-    # Masks that name a source field are applied as written; salted ones cannot be reproduced
-    # without the salt, so those fields are withheld instead.
+    masks = [s for s in spec.task_specs if isinstance(s, MaskSpec)]
+    # Masks that name a source field are applied as written; salted or keyed ones cannot be
+    # reproduced without the secret, so those fields are withheld instead.
     return frame.with_columns(
-        mask_expr(s) if not s.salt else pl.lit("<masked>").alias(s.field)
+        mask_expr(s) if not s.secret else pl.lit("<masked>").alias(s.field)
         for s in masks
         if s.field in columns
     )

@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 from dagster import AssetExecutionContext
 
+from flow_assets.audit import audit_hooks
 from flow_assets.connectors import SOURCE_CONNECTORS, resource_key
 from flow_assets.connectors.base import ReadRequest
 from flow_assets.connectors.errors import ConnectorError
@@ -20,7 +21,14 @@ from flow_assets.spec.errors import FlowFileError, ProblemList, did_you_mean
 from flow_assets.spec.loading import field_reference_problems
 from flow_assets.spec.models import DESTINATIONS, ConnectionSpec, FlowSpec, MaskSpec, Schedule
 from flow_assets.transforms import REASON, STATUS, Tally, TaskError, annotate, pushable_filters
-from flow_assets.transforms.tasks import REJECT_COLUMNS, REJECTED, rejection_stamp
+from flow_assets.transforms.source_masking import (
+    check_masks_at_source,
+    mask_pages,
+    masked_at_source,
+    masked_schema,
+)
+from flow_assets.transforms.tasks import REJECT_COLUMNS, REJECTED, rejection_stamp, short_error
+from flow_assets.transforms.user_model import apply_model, load_model
 from flow_assets.transforms.validation import CheckReport, SchemaCheck, masked_fields, schema_for
 
 ERROR_IO_MANAGER = "error_io_manager"
@@ -92,8 +100,10 @@ def build_flow(
                 f"'{name}' is not a {kind} connection in connections.yaml{did_you_mean(name, fits)}",
             )  # fmt: skip
     problems.raise_if_any()
-    extracted = _extracted_asset(flow, file, connection)
-    transform = _transform_multi_asset(flow, file, connection)
+    # Audit hooks on the assets, not the job, so runs of the UI's implicit job are recorded too.
+    on_success, on_failure = audit_hooks(flow)
+    extracted = _extracted_asset(flow, file, connection).with_hooks({on_failure})
+    transform = _transform_multi_asset(flow, file, connection).with_hooks({on_success, on_failure})
     job = dg.define_asset_job(
         f"{flow.name}_job",
         selection=dg.AssetSelection.groups(flow.name),
@@ -138,6 +148,11 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
         problems = field_reference_problems(flow, fields, str(file))
         if problems:
             raise dg.Failure(str(FlowFileError(problems)))
+        salts = _salts(flow, file)
+        try:
+            check_masks_at_source(flow, schema.polars_schema(fields), salts, str(file))
+        except TaskError as exc:
+            raise dg.Failure(str(exc)) from None
         pushable = [
             f for f in pushable_filters(flow) if client.can_push_down(f, schema.fields[f.field])
         ]
@@ -173,7 +188,11 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
                 "filters_pushed_down": len(pushable),
             }
 
-        return PageStream(client.read(request), schema.polars_schema(fields), stats)
+        return PageStream(
+            mask_pages(client.read(request), flow, salts),
+            masked_schema(schema.polars_schema(fields), flow),
+            stats,
+        )
 
     return extracted
 
@@ -235,11 +254,18 @@ def _transform_multi_asset(
         staging: StagingArea = context.resources.staging
         started = time.monotonic()
         salts = _salts(flow, file)
+        at_source = masked_at_source(flow).keys()  # applied while extracting
+        model = None
+        if flow.validation is not None:
+            try:
+                model = load_model(flow.validation, file.parent, str(file))
+            except TaskError as exc:
+                raise dg.Failure(str(exc)) from None
         key = (dest.key or ["Id"])[0]
         try:
             # Planning on an empty frame names a bad task before any data moves.
             out_schema = annotate(pl.LazyFrame(schema=extracted.collect_schema()), flow, salts,
-                                  str(file)).collect_schema()  # fmt: skip
+                                  str(file), skip=at_source).collect_schema()  # fmt: skip
         except TaskError as exc:
             raise dg.Failure(str(exc)) from None
         records_schema = pl.Schema(
@@ -256,9 +282,13 @@ def _transform_multi_asset(
             # One pass, one batch in memory at a time: annotate, count, check, route.
             for batch in read_batches(staging.path(flow.name, "extracted")):
                 try:
-                    annotated = annotate(batch.lazy(), flow, salts, str(file)).collect()
+                    annotated = annotate(
+                        batch.lazy(), flow, salts, str(file), skip=at_source
+                    ).collect()
+                    if model is not None:
+                        annotated = apply_model(annotated, model, flow.validation.on_failure)
                 except (TaskError, pl.exceptions.PolarsError) as exc:
-                    raise dg.Failure(f"{file}: tasks: {str(exc).splitlines()[0][:300]}") from None
+                    raise dg.Failure(f"{file}: tasks: {short_error(exc)}") from None
                 tally.add(annotated, key)
                 loaded = annotated.filter(pl.col(STATUS).is_null()).drop(STATUS, REASON)
                 check.add(loaded)
@@ -300,10 +330,11 @@ def _transform_multi_asset(
 
 
 def _salts(flow: FlowSpec, file: Path) -> dict[int, str]:
+    """The resolved salt (sha256) or key (hmac) of each mask task, by task index."""
     return {
-        i: resolve(spec.salt, f"{file}: tasks[{i}].mask.salt")
+        i: resolve(spec.secret[1], f"{file}: tasks[{i}].mask.{spec.secret[0]}")
         for i, spec in enumerate(flow.task_specs)
-        if isinstance(spec, MaskSpec) and spec.salt
+        if isinstance(spec, MaskSpec) and spec.secret
     }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from flow_assets.audit import TRIGGER_TAG
 from flow_assets.definitions import build_definitions
 from flow_assets.environment import Settings
 from flow_assets.factory import FULL_REFRESH_TAG, asset_key
@@ -44,7 +45,7 @@ def run_flow(name: str, full_refresh: bool = False, settings: Settings | None = 
             file=sys.stderr,
         )
         return 2
-    tags = {FULL_REFRESH_TAG: "true"} if full_refresh else {}
+    tags = {TRIGGER_TAG: "cli", **({FULL_REFRESH_TAG: "true"} if full_refresh else {})}
     try:
         result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance(), tags=tags, raise_on_error=False, run_config=QUIET

@@ -200,3 +200,36 @@ def postgres():
     finally:
         run(str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+EXAMPLE_BUCKET = "flowbridge-example-lake"  # flow_defs/salesforce_opportunities_to_s3.yaml's
+
+
+@pytest.fixture
+def s3_project(project, aws):
+    """The example S3 flow's bucket and KMS key (alias/flowbridge) on moto: (project, s3, ARN)."""
+    s3, kms = aws("s3"), aws("kms")
+    s3.create_bucket(Bucket=EXAMPLE_BUCKET)
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/flowbridge", TargetKeyId=key_id)
+    return project, s3, kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+
+
+def add_postgres_warehouse(project, postgres, name: str, bucket: str, **extra: str) -> None:
+    """A redshift connection in the project's connections.yaml that runs on the test PostgreSQL."""
+    lines = "".join(f"  {k}: {v}\n" for k, v in extra.items())
+    connections = project.flows_dir / "connections.yaml"
+    connections.write_text(
+        connections.read_text()
+        + f"""
+{name}:
+  connector: redshift
+  mode: postgres
+  host: {postgres["host"]}
+  port: {postgres["port"]}
+  user: postgres
+  database: postgres
+  staging_connection: aws_default
+  staging_bucket: {bucket}
+{lines}"""
+    )

@@ -16,6 +16,8 @@ from flow_assets.spec.errors import FlowFileError, Problem, ProblemList, did_you
 from flow_assets.spec.models import (
     ENV_REF,
     TASK_KINDS,
+    ArithmeticSpec,
+    CastSpec,
     ComputeSpec,
     ConnectionSpec,
     Destination,
@@ -26,14 +28,17 @@ from flow_assets.spec.models import (
     FormatSpec,
     GlueTable,
     Incremental,
+    MapAllSpec,
     MapTarget,
     MapTask,
     MaskSpec,
+    MergeSpec,
     RedshiftSettings,
     S3Encryption,
     S3Settings,
     Schedule,
     Source,
+    TruncateSpec,
     ValidateSpec,
     task_kind,
 )
@@ -64,6 +69,11 @@ _MODEL_BY_PARENT: dict[str, type[BaseModel]] = {
     "incremental": Incremental,
     "filter": FilterSpec,
     "compute": ComputeSpec,
+    "map_all": MapAllSpec,
+    "arithmetic": ArithmeticSpec,
+    "merge": MergeSpec,
+    "truncate": TruncateSpec,
+    "cast": CastSpec,
     "format": FormatSpec,
     "mask": MaskSpec,
     "validate": ValidateSpec,
@@ -309,6 +319,16 @@ def field_reference_problems(flow: FlowSpec, source_fields: list[str], file: str
                 roots = []
             for name in roots:
                 need(name, f"{where}.expression")
+            if spec.field not in available:
+                available.append(spec.field)
+        elif isinstance(spec, MapAllSpec):
+            for j, name in enumerate(spec.exclude):
+                need(name, f"{where}.exclude[{j}]")
+            available = [n for n in available if n not in spec.exclude]
+        elif isinstance(spec, ArithmeticSpec | MergeSpec):
+            key = "operands" if isinstance(spec, ArithmeticSpec) else "format"
+            for name in spec.fields:
+                need(name, f"{where}.{key}")
             if spec.field not in available:
                 available.append(spec.field)
         else:

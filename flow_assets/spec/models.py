@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -43,6 +44,11 @@ class Source(StrictModel):
     fields: list[str] | None = Field(None, min_length=1, description="All fields when omitted.")
     incremental: Incremental | None = None
     page_size: int | None = Field(None, gt=0)
+    mask_at_source: bool = Field(
+        False,
+        description="Apply the mask tasks while extracting: raw values are never stored, "
+        "not even in the staging area. Masks then name source fields.",
+    )
 
     @field_validator("fields")
     @classmethod
@@ -108,38 +114,163 @@ class FormatSpec(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     field: str
-    as_: Literal["phone_e164", "email", "trim", "lower", "upper"] = Field(alias="as")
+    as_: Literal["phone_e164", "email", "trim", "lower", "upper", "date"] = Field(alias="as")
     into: str | None = Field(None, description="Write to a new field; in place when omitted.")
     country_code: str = Field("1", pattern=r"^\d{1,3}$", description="For national phone numbers.")
+    formats: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="For date: strftime formats such as '%m/%d/%Y', tried in order; "
+        "the first that parses the whole value wins.",
+    )
     on_invalid: Literal["null", "quarantine"] = Field(
         "null", description="What a value that cannot be formatted becomes."
     )
 
+    @model_validator(mode="after")
+    def _formats_fit_as(self) -> FormatSpec:
+        if self.as_ == "date" and not self.formats:
+            raise ValueError("format 'date' needs formats: ['%m/%d/%Y', ...], tried in order")
+        if self.as_ != "date" and self.formats:
+            raise ValueError(f"format '{self.as_}' takes no formats (only 'date' does)")
+        return self
+
+
+def _is_secret_ref(value: str) -> bool:
+    """`${NAME}` without a default: a secret comes from the environment, never from the file."""
+    m = ENV_REF.match(value)
+    return bool(m) and m["default"] is None
+
 
 class MaskSpec(StrictModel):
     field: str
-    how: Literal["all", "first_n", "last_n", "sha256"]
+    how: Literal["all", "first_n", "last_n", "sha256", "hmac"]
     n: int | None = Field(None, gt=0)
     char: str = Field("*", min_length=1, max_length=1)
     salt: str | None = Field(
         None, description="For sha256: an ${ENV_VAR} reference, never a literal."
+    )
+    key: str | None = Field(
+        None,
+        description="For hmac (required): an ${ENV_VAR} reference, never a literal. The token "
+        "is HMAC-SHA256 (hex) of the value, so the same key gives the same token in every flow.",
     )
 
     @model_validator(mode="after")
     def _n_fits_how(self) -> MaskSpec:
         if self.how in ("first_n", "last_n") and self.n is None:
             raise ValueError(f"mask '{self.how}' needs n")
-        if self.how in ("all", "sha256") and self.n is not None:
+        if self.how in ("all", "sha256", "hmac") and self.n is not None:
             raise ValueError(f"mask '{self.how}' takes no n")
-        if self.salt is not None and not ENV_REF.match(self.salt):
-            raise ValueError("salt is a secret: write it as ${ENV_VAR}, never as a literal")
+        for name in ("salt", "key"):
+            value = getattr(self, name)
+            if value is not None and not _is_secret_ref(value):
+                raise ValueError(
+                    f"{name} is a secret: write it as ${{ENV_VAR}}, never as a literal"
+                )
+        if self.salt is not None and self.how != "sha256":
+            raise ValueError(f"mask '{self.how}' takes no salt (only sha256 does)")
+        if self.how == "hmac" and self.key is None:
+            raise ValueError("mask 'hmac' needs key: ${ENV_VAR}")
+        if self.key is not None and self.how != "hmac":
+            raise ValueError(f"mask '{self.how}' takes no key (only hmac does)")
         return self
+
+    @property
+    def secret(self) -> tuple[str, str] | None:
+        """('salt' or 'key', its ${ENV_VAR} reference), if this mask has a secret."""
+        if self.salt is not None:
+            return "salt", self.salt
+        return ("key", self.key) if self.key is not None else None
 
 
 class ValidateSpec(StrictModel):
     field: str
     check: Literal["non_null", "non_negative", "non_zero", "numeric"]
     on_failure: Literal["quarantine", "drop", "fail"] = "quarantine"
+
+
+class MapAllSpec(StrictModel):
+    """AppFlow's Map_all: every field passes through, but the excluded ones."""
+
+    exclude: list[str] = Field(
+        default_factory=list, description="Fields removed from the records; each must exist."
+    )
+
+
+class ArithmeticSpec(StrictModel):
+    """AppFlow's Arithmetic (ADDITION, SUBTRACTION, MULTIPLICATION, DIVISION) of two operands."""
+
+    field: str = Field(description="The result: a new field, or an existing one it replaces.")
+    operator: Literal["add", "subtract", "multiply", "divide"]
+    operands: list[str | int | float] = Field(
+        min_length=2,
+        max_length=2,
+        description="[A, B], each a numeric field's name or a number. A null operand gives "
+        "null; division by zero gives null, never infinity or an error.",
+    )
+
+    @field_validator("operands", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(isinstance(v, bool) for v in value):
+            raise ValueError("an operand is a field name or a number, not true or false")
+        return value
+
+    @model_validator(mode="after")
+    def _one_field_at_least(self) -> ArithmeticSpec:
+        if not self.fields:
+            raise ValueError("at least one operand is a field; for a constant use compute")
+        return self
+
+    @property
+    def fields(self) -> list[str]:
+        return [o for o in self.operands if isinstance(o, str)]
+
+
+class MergeSpec(StrictModel):
+    """AppFlow's Merge (CONCAT_FORMAT): fields and text combined into one string field."""
+
+    field: str = Field(description="The merged field: new, or an existing one it replaces.")
+    format: str = Field(
+        description="Text with fields in braces, e.g. '{FirstName} {LastName}'; '{{' and '}}' "
+        "are literal braces. A null field contributes an empty string."
+    )
+
+    @field_validator("format")
+    @classmethod
+    def _names_fields(cls, value: str) -> str:
+        try:
+            parsed = list(string.Formatter().parse(value))
+        except ValueError as exc:
+            raise ValueError(f"{exc}; write '{{{{' or '}}}}' for a literal brace") from None
+        for _, name, spec, conversion in parsed:
+            if name is not None and (not name or spec or conversion):
+                raise ValueError("name each field as {Field}, without ':' or '!' inside braces")
+        if all(name is None for _, name, _, _ in parsed):
+            raise ValueError("format names no field; write fields in braces: '{FirstName}'")
+        return value
+
+    @property
+    def parts(self) -> list[tuple[str, str | None]]:
+        """(literal text, field name or None) in order."""
+        return [(text, name) for text, name, _, _ in string.Formatter().parse(self.format)]
+
+    @property
+    def fields(self) -> list[str]:
+        return [name for _, name in self.parts if name is not None]
+
+
+class TruncateSpec(StrictModel):
+    """AppFlow's Truncate (TRUNCATE_LENGTH): a string field cut to its first characters."""
+
+    field: str
+    length: int = Field(gt=0, description="Characters kept; shorter strings are unchanged.")
+
+
+class CastSpec(StrictModel):
+    field: str
+    type: DType = Field(description="Values that cannot be cast are rejected with the reason.")
 
 
 class MapTask(StrictModel):
@@ -167,7 +298,44 @@ class ValidateTask(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-TASK_KINDS = ("map", "filter", "compute", "format", "mask", "validate")
+class MapAllTask(StrictModel):
+    map_all: MapAllSpec = Field(default_factory=MapAllSpec)
+
+    @field_validator("map_all", mode="before")
+    @classmethod
+    def _bare(cls, value: Any) -> Any:
+        return {} if value is None else value  # `- map_all:` with nothing after it
+
+
+class ArithmeticTask(StrictModel):
+    arithmetic: ArithmeticSpec
+
+
+class MergeTask(StrictModel):
+    merge: MergeSpec
+
+
+class TruncateTask(StrictModel):
+    truncate: TruncateSpec
+
+
+class CastTask(StrictModel):
+    cast: CastSpec
+
+
+TASK_KINDS = (
+    "map",
+    "map_all",
+    "filter",
+    "compute",
+    "arithmetic",
+    "merge",
+    "truncate",
+    "cast",
+    "format",
+    "mask",
+    "validate",
+)
 
 
 def task_kind(task: BaseModel) -> str:
@@ -179,14 +347,19 @@ def _task_kind(value: Any) -> str | None:
     if isinstance(value, dict) and len(value) == 1:
         return next(iter(value))
     if isinstance(value, BaseModel):
-        return next(k for k in TASK_KINDS if k in type(value).__name__.lower())
+        return task_kind(value)
     return None
 
 
 Task = Annotated[
     Annotated[MapTask, Tag("map")]
+    | Annotated[MapAllTask, Tag("map_all")]
     | Annotated[FilterTask, Tag("filter")]
     | Annotated[ComputeTask, Tag("compute")]
+    | Annotated[ArithmeticTask, Tag("arithmetic")]
+    | Annotated[MergeTask, Tag("merge")]
+    | Annotated[TruncateTask, Tag("truncate")]
+    | Annotated[CastTask, Tag("cast")]
     | Annotated[FormatTask, Tag("format")]
     | Annotated[MaskTask, Tag("mask")]
     | Annotated[ValidateTask, Tag("validate")],
@@ -323,11 +496,28 @@ class Schedule(StrictModel):
     timezone: str = "UTC"
     status: Literal["on", "off"] = "off"
 
+    @field_validator("status", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        """YAML 1.1 reads an unquoted on / off as true / false."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
 
 Trigger = Annotated[
     Annotated[Literal["on_demand"], Tag("on_demand")] | Annotated[Schedule, Tag("schedule")],
     Discriminator(lambda v: "on_demand" if isinstance(v, str) else "schedule"),
 ]
+
+
+class ValidationModel(StrictModel):
+    """A pandera model of your own, checked against every batch of records a run loads."""
+
+    model: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:Name of a pandera.polars DataFrameModel or DataFrameSchema; "
+        "modules are looked up in the flows folder first (flow_defs/checks.py -> checks:Name).",
+    )
+    on_failure: Literal["quarantine", "drop", "fail"] = "quarantine"
 
 
 class FlowSpec(StrictModel):
@@ -338,6 +528,7 @@ class FlowSpec(StrictModel):
     tasks: list[Task] = Field(default_factory=list)
     destination: Destination = Field(default_factory=Destination)
     trigger: Trigger = "on_demand"
+    validation: ValidationModel | None = None
 
     @property
     def task_specs(self) -> list[BaseModel]:

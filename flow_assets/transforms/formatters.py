@@ -1,4 +1,5 @@
-"""Formatters for common messy fields (phone numbers, emails), as vectorised Polars expressions.
+"""Formatters for common messy fields (phone numbers, emails, dates), as vectorised Polars
+expressions.
 
 A value that cannot be formatted becomes null; the caller counts those so none vanish unseen.
 """
@@ -13,8 +14,13 @@ from flow_assets.spec.models import FormatSpec
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
-def format_expr(spec: FormatSpec) -> pl.Expr:
+def format_expr(spec: FormatSpec, dtype: pl.DataType | None = None) -> pl.Expr:
+    """The formatted value of spec.field, whose type (dtype) is given when known."""
+    if spec.as_ == "date" and (dtype == pl.Date() or isinstance(dtype, pl.Datetime)):
+        return pl.col(spec.field).cast(pl.Date)  # a date (or datetime) already: no text to parse
     text = pl.col(spec.field).cast(pl.String).str.strip_chars()
+    if spec.as_ == "date":
+        return parse_date(text, spec.formats or [])
     if spec.as_ == "phone_e164":
         return phone_e164(text, spec.country_code)
     if spec.as_ == "email":
@@ -27,6 +33,11 @@ def format_expr(spec: FormatSpec) -> pl.Expr:
     if spec.as_ == "upper":
         return text.str.to_uppercase()
     raise ValueError(f"unknown format '{spec.as_}'")
+
+
+def parse_date(text: pl.Expr, formats: list[str]) -> pl.Expr:
+    """The first format that parses the whole text wins; text no format parses is null."""
+    return pl.coalesce([text.str.to_date(fmt, strict=False, exact=True) for fmt in formats])
 
 
 def phone_e164(text: pl.Expr, country_code: str) -> pl.Expr:

@@ -4,25 +4,39 @@ is accounted for and the caller routes them with one pass over the data."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
+from pydantic import BaseModel
 
 from flow_assets.spec.models import (
+    ArithmeticSpec,
+    CastSpec,
     ComputeSpec,
     FilterSpec,
     FilterTask,
     FlowSpec,
     FormatSpec,
+    MapAllSpec,
     MapTarget,
     MapTask,
     MaskSpec,
+    MergeSpec,
+    TruncateSpec,
     ValidateSpec,
     task_kind,
+)
+from flow_assets.transforms.fields import (
+    FieldTaskError,
+    arithmetic_expr,
+    map_all,
+    merge_expr,
+    truncate_expr,
 )
 from flow_assets.transforms.formatters import format_expr
 from flow_assets.transforms.masking import mask_expr
@@ -41,6 +55,7 @@ DTYPES: dict[str, pl.DataType] = {
     "date": pl.Date(),
     "datetime": pl.Datetime("us", "UTC"),
 }
+POLARS_SAMPLES = re.compile(r"(values: )\[.*?\](?=$|\s)", re.MULTILINE)
 NUMERIC_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 CHECKS: dict[str, Callable[[pl.Expr, pl.DataType], pl.Expr]] = {
@@ -140,44 +155,74 @@ def annotate(
     flow: FlowSpec,
     salts: Mapping[int, str] | None = None,
     file: str = "",
+    skip: Collection[int] = (),
 ) -> pl.LazyFrame:
-    """Every task as expressions over lf, plus the STATUS and REASON columns."""
+    """Every task as expressions over lf, plus the STATUS and REASON columns. Tasks whose
+    index is in `skip` were applied already (masks applied at the source)."""
     lf = lf.with_columns(
         pl.lit(None, pl.String).alias(STATUS), pl.lit(None, pl.String).alias(REASON)
     )
     for i, (task, spec) in enumerate(zip(flow.tasks, flow.task_specs, strict=True)):
+        if i in skip:
+            continue
         kind = task_kind(task)
         where = f"{file}: tasks[{i}].{kind}"
         schema = lf.collect_schema()
         try:
-            if isinstance(task, MapTask):
-                lf = _map(lf, task.map, schema, where)
-            elif isinstance(spec, FilterSpec):
-                kept = filter_expr(spec, schema).fill_null(False)
-                lf = _mark(lf, ~kept, FILTERED, f"{spec.field}: filter")
-            elif isinstance(spec, ComputeSpec):
-                lf = lf.with_columns(pl.sql_expr(spec.expression).alias(spec.field))
-            elif isinstance(spec, FormatSpec):
-                lf = _format(lf, spec)
-            elif isinstance(spec, MaskSpec):
-                lf = lf.with_columns(mask_expr(spec, (salts or {}).get(i)))
-            elif isinstance(spec, ValidateSpec):
-                _need(schema, spec.field, where)
-                passed = CHECKS[spec.check](pl.col(spec.field), schema[spec.field])
-                status = ON_FAILURE_STATUS[spec.on_failure]
-                lf = _mark(lf, ~passed, status, f"{spec.field}: {spec.check}")
+            lf = _apply(lf, task, spec, schema, where, (salts or {}).get(i))
             lf.collect_schema()  # resolves names and types now, so errors name this task
         except TaskError as exc:
             if str(exc).startswith(where):
                 raise
             field = getattr(spec, "field", "")
             raise TaskError(f"{where}: field '{field}': {exc}") from None
+        except FieldTaskError as exc:
+            raise TaskError(f"{where}: field '{exc.field}': {exc}") from None
         except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
             field = getattr(spec, "field", "")
             raise TaskError(
-                f"{where}: cannot be applied to field '{field}': {_short(exc)}"
+                f"{where}: cannot be applied to field '{field}': {short_error(exc)}"
             ) from None
     return lf
+
+
+def _apply(
+    lf: pl.LazyFrame,
+    task: BaseModel,
+    spec: BaseModel,
+    schema: pl.Schema,
+    where: str,
+    secret: str | None,
+) -> pl.LazyFrame:
+    """One task; `secret` is the resolved salt or key of a mask."""
+    if isinstance(task, MapTask):
+        return _map(lf, task.map, schema, where)
+    if isinstance(spec, MapAllSpec):
+        return map_all(lf, spec, schema)
+    if isinstance(spec, FilterSpec):
+        kept = filter_expr(spec, schema).fill_null(False)
+        return _mark(lf, ~kept, FILTERED, f"{spec.field}: filter")
+    if isinstance(spec, ComputeSpec):
+        return lf.with_columns(pl.sql_expr(spec.expression).alias(spec.field))
+    if isinstance(spec, ArithmeticSpec):
+        return lf.with_columns(arithmetic_expr(spec, schema))
+    if isinstance(spec, MergeSpec):
+        return lf.with_columns(merge_expr(spec, schema))
+    if isinstance(spec, TruncateSpec):
+        return lf.with_columns(truncate_expr(spec, schema))
+    if isinstance(spec, CastSpec):
+        _need(schema, spec.field, where)
+        return _cast_field(lf, spec.field, schema[spec.field], spec.type, spec.field)
+    if isinstance(spec, FormatSpec):
+        return _format(lf, spec, schema)
+    if isinstance(spec, MaskSpec):
+        return lf.with_columns(mask_expr(spec, secret))
+    if isinstance(spec, ValidateSpec):
+        _need(schema, spec.field, where)
+        passed = CHECKS[spec.check](pl.col(spec.field), schema[spec.field])
+        status = ON_FAILURE_STATUS[spec.on_failure]
+        return _mark(lf, ~passed, status, f"{spec.field}: {spec.check}")
+    raise TypeError(f"no implementation of task {type(task).__name__}")
 
 
 def _mark(lf: pl.LazyFrame, failed: pl.Expr, status: str, reason: str) -> pl.LazyFrame:
@@ -207,11 +252,19 @@ def _map(
         renames[old] = new
         dtype = None if isinstance(target, str) else target.type
         if dtype:
-            cast = _cast(pl.col(old), schema[old], DTYPES[dtype])
-            lf = _mark(lf, pl.col(old).is_not_null() & cast.is_null(), REJECTED,
-                       f"{new}: not a valid {dtype}")  # fmt: skip
-            lf = lf.with_columns(cast.alias(old))
+            lf = _cast_field(lf, old, schema[old], dtype, new)
     return lf.rename(renames)
+
+
+def _cast_field(
+    lf: pl.LazyFrame, field: str, source: pl.DataType, dtype: str, label: str
+) -> pl.LazyFrame:
+    """Cast field to the flow file's type `dtype`; a value that does not cast is rejected
+    (reason '<label>: not a valid <dtype>') rather than silently nulled."""
+    cast = _cast(pl.col(field), source, DTYPES[dtype])
+    failed = pl.col(field).is_not_null() & cast.is_null()
+    lf = _mark(lf, failed, REJECTED, f"{label}: not a valid {dtype}")
+    return lf.with_columns(cast.alias(field))
 
 
 def _cast(col: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Expr:
@@ -230,9 +283,9 @@ def _cast(col: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Expr:
     return col.cast(target, strict=False)
 
 
-def _format(lf: pl.LazyFrame, spec: FormatSpec) -> pl.LazyFrame:
+def _format(lf: pl.LazyFrame, spec: FormatSpec, schema: pl.Schema) -> pl.LazyFrame:
     target = spec.into or spec.field
-    formatted = format_expr(spec)
+    formatted = format_expr(spec, schema.get(spec.field))
     if spec.on_invalid == "quarantine":
         invalid = pl.col(spec.field).is_not_null() & formatted.is_null()
         lf = _mark(lf, invalid, REJECTED, f"{spec.field}: not a valid {spec.as_}")
@@ -255,13 +308,20 @@ def filter_expr(spec: FilterSpec, schema: pl.Schema) -> pl.Expr:
         return col.is_not_null()
     if op == "between":
         low, high = spec.value  # type: ignore[misc]
-        return col.is_between(lit(low), lit(high))
+        # pl.lit: a bare string would be read as a column name
+        return col.is_between(pl.lit(lit(low)), pl.lit(lit(high)))
     if op in ("in", "not_in"):
-        values = pl.Series([lit(v) for v in spec.value], dtype=dtype)  # type: ignore[union-attr]
+        listed = [lit(v) for v in spec.value]  # type: ignore[union-attr]
+        # Numbers keep their own type, so 1.5 is simply not in an integer field.
+        values = (
+            pl.Series(listed, strict=False)
+            if dtype.is_numeric()
+            else pl.Series(listed, dtype=dtype)
+        )
         return col.is_in(values) if op == "in" else col.is_not_null() & ~col.is_in(values)
     if op == "contains":
         return col.cast(pl.String).str.contains(str(spec.value), literal=True)
-    value = lit(spec.value)
+    value = pl.lit(lit(spec.value))
     return {
         "equal_to": col == value,
         "not_equal_to": col != value,
@@ -285,8 +345,14 @@ def _coerce(value: Any, dtype: pl.DataType, field: str) -> Any:
         if dtype.is_numeric():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError("not a number")
-        elif dtype == pl.Boolean() and not isinstance(value, bool):
-            raise ValueError("not true or false")
+        elif dtype == pl.Boolean():
+            if not isinstance(value, bool):
+                raise ValueError("not true or false")
+        elif dtype == pl.String() or isinstance(dtype, pl.Categorical | pl.Enum):
+            if not isinstance(value, str):
+                raise ValueError(f"not text; quote it in the flow file: '{value}'")
+        elif dtype != pl.Null():  # an all-null field compares with anything, matching nothing
+            raise ValueError("filters compare text, numbers, booleans, dates and datetimes")
     except ValueError as exc:
         raise TaskError(
             f"value {value!r} cannot be compared with {field} ({dtype}): {exc}"
@@ -300,5 +366,12 @@ def _to_datetime(value: Any) -> datetime:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def _short(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0][:300]
+def without_samples(text: str) -> str:
+    """Polars names sample values in some errors ("... for 2 out of 9 values: ["a@b.com",
+    ...]"); they may be records' raw values, so no message carries them on."""
+    return POLARS_SAMPLES.sub(r"\1[...]", text)
+
+
+def short_error(exc: Exception) -> str:
+    """An error's first line, without sample values, at most 300 characters."""
+    return without_samples(str(exc).strip().splitlines()[0])[:300]

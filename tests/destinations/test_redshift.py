@@ -12,7 +12,13 @@ from botocore.awsrequest import AWSResponse
 
 from flow_assets.destinations import redshift_runners
 from flow_assets.destinations import redshift_sql as sql
-from tests.conftest import failure_message, live_opportunities, materialization, run_flow
+from tests.conftest import (
+    add_postgres_warehouse,
+    failure_message,
+    live_opportunities,
+    materialization,
+    run_flow,
+)
 
 FLOW = """\
 source:
@@ -39,22 +45,7 @@ def warehouse(project, aws, postgres):
     deleted can still be read back."""
     aws("s3").create_bucket(Bucket=BUCKET)
     aws("s3").put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    connections = project.flows_dir / "connections.yaml"
-    connections.write_text(
-        connections.read_text()
-        + f"""
-test_warehouse:
-  connector: redshift
-  mode: postgres
-  host: {postgres["host"]}
-  port: {postgres["port"]}
-  user: postgres
-  database: postgres
-  staging_connection: aws_default
-  staging_bucket: {BUCKET}
-  iam_role: {IAM_ROLE}
-"""
-    )
+    add_postgres_warehouse(project, postgres, "test_warehouse", BUCKET, iam_role=IAM_ROLE)
     (project.flows_dir / "to_redshift.yaml").write_text(FLOW)
     with psycopg.connect(
         host=postgres["host"],

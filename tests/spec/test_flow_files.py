@@ -122,3 +122,14 @@ def test_one_broken_file_does_not_stop_the_others(tmp_path):
     project = load_project(tmp_path)
     assert list(project.flows) == ["good"]
     assert [p.name for p in project.errors] == ["broken.yaml"]
+
+
+def test_schedule_status_on_and_off_unquoted():
+    """YAML reads `status: off` as false; the flow file means the word."""
+    import yaml
+
+    from flow_assets.spec.models import Schedule
+
+    for text, status in (("status: off", "off"), ("status: on", "on"), ("status: 'on'", "on")):
+        loaded = yaml.safe_load(f"{{schedule: 'rate(1 day)', {text}}}")
+        assert Schedule.model_validate(loaded).status == status

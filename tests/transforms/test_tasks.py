@@ -188,3 +188,16 @@ def test_empty_frame_passes_through_every_task():
     )
     assert out.height == 0
     assert count(out).read == 0
+
+
+def test_error_messages_carry_no_sample_values():
+    """Polars puts sample values in cast errors; they may be raw values of a masked field."""
+    from flow_assets.transforms.tasks import short_error
+
+    frame = pl.DataFrame({"Email__c": ["ada@example.com", "x"]})
+    with pytest.raises(pl.exceptions.InvalidOperationError) as failed:
+        frame.select(pl.col("Email__c").cast(pl.Float64, strict=True))
+    assert "ada@example.com" in str(failed.value)
+    message = short_error(failed.value)
+    assert "ada@example.com" not in message
+    assert message.endswith("for 2 out of 2 values: [...]")
