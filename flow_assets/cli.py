@@ -19,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="materialize one flow now, in this process")
     p.add_argument("flow")
     p.add_argument("--full-refresh", action="store_true", help="ignore the stored cursor")
+    p.add_argument(
+        "--partition",
+        metavar="KEY",
+        help="a partitioned flow's partition (2024-03-01), or FIRST...LAST in one run",
+    )
 
     p = sub.add_parser("runs", help="one flow's runs, newest first, from the audit log")
     p.add_argument("flow")
@@ -46,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from flow_assets.runner import run_flow
 
-        return run_flow(args.flow, full_refresh=args.full_refresh)
+        return run_flow(args.flow, full_refresh=args.full_refresh, partition=args.partition)
     if args.command == "runs":
         return _runs(args)
     if args.command == "sandbox":

@@ -16,14 +16,20 @@ def records_key(flow: FlowSpec) -> dg.AssetKey:
 
 
 def last_cursor(instance: dg.DagsterInstance, flow: FlowSpec) -> datetime | None:
-    """The high-water mark stored with the last successful records materialization."""
-    event = instance.get_latest_materialization_event(records_key(flow))
-    if event is None or event.asset_materialization is None:
-        return None
-    value = event.asset_materialization.metadata.get(CURSOR)
-    if value is None or not isinstance(value.value, str) or not value.value:
-        return None
-    return datetime.fromisoformat(value.value)
+    """The high-water mark stored with the last successful records materialization of a run
+    without a partition: partition runs pull their own window and never move it."""
+    page = None
+    while True:
+        found = instance.fetch_materializations(records_key(flow), limit=50, cursor=page)
+        for record in found.records:
+            if record.partition_key is None and record.asset_materialization is not None:
+                value = record.asset_materialization.metadata.get(CURSOR)
+                if value is None or not isinstance(value.value, str) or not value.value:
+                    return None
+                return datetime.fromisoformat(value.value)
+        if not found.has_more:
+            return None
+        page = found.cursor
 
 
 def new_cursor(instance: dg.DagsterInstance, flow: FlowSpec, extracted: pl.LazyFrame) -> str | None:

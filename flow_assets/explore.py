@@ -46,7 +46,10 @@ def rejected(flow: str) -> pl.DataFrame:
 
 def extracted(flow: str, raw: bool = False) -> pl.LazyFrame:
     """What the last run read from the source, typed, before the flow's tasks ran."""
-    frame = pl.scan_parquet(settings().staging_dir / flow / "extracted" / "*.parquet")
+    from flow_assets.definitions import staging_and_errors
+
+    staging, _ = staging_and_errors(settings())  # masked fields' raw values are encrypted
+    frame = pl.concat(list(staging.read_batches(flow, "extracted")), how="vertical").lazy()
     spec = flow_spec(flow)
     if raw or spec.source.mask_at_source:  # masked while extracting: nothing raw is stored
         return frame

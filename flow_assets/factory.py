@@ -13,19 +13,31 @@ from flow_assets.audit import audit_hooks
 from flow_assets.connectors import SOURCE_CONNECTORS, resource_key
 from flow_assets.connectors.base import ReadRequest
 from flow_assets.connectors.errors import ConnectorError
-from flow_assets.cursor import CURSOR, last_cursor, new_cursor
-from flow_assets.destinations.staging import PageStream, StagingArea, read_batches
+from flow_assets.cursor import CURSOR, new_cursor
+from flow_assets.destinations.staging import PageStream, StagingArea
+from flow_assets.destinations.staging_paths import staging_parts
+from flow_assets.partitions import backfill_policy, partitions_def, run_partitions
+from flow_assets.pull import flag_deleted, read_fields, read_window
 from flow_assets.schedules import schedule_for
+from flow_assets.sensors import source_changes_sensor
 from flow_assets.spec.env import resolve
 from flow_assets.spec.errors import FlowFileError, ProblemList, did_you_mean
 from flow_assets.spec.loading import field_reference_problems
-from flow_assets.spec.models import DESTINATIONS, ConnectionSpec, FlowSpec, MaskSpec, Schedule
+from flow_assets.spec.models import (
+    DESTINATIONS,
+    ConnectionSpec,
+    Event,
+    FlowSpec,
+    MaskSpec,
+    Schedule,
+)
 from flow_assets.transforms import REASON, STATUS, Tally, TaskError, annotate, pushable_filters
 from flow_assets.transforms.source_masking import (
     check_masks_at_source,
     mask_pages,
     masked_at_source,
     masked_schema,
+    raw_masked_fields,
 )
 from flow_assets.transforms.tasks import REJECT_COLUMNS, REJECTED, rejection_stamp, short_error
 from flow_assets.transforms.user_model import apply_model, load_model
@@ -113,7 +125,10 @@ def build_flow(
     schedules = []
     if isinstance(flow.trigger, Schedule):
         schedules.append(schedule_for(flow, file, job))
-    return dg.Definitions(assets=[extracted, transform], jobs=[job], schedules=schedules)
+    sensors = [source_changes_sensor(flow, file, job)] if isinstance(flow.trigger, Event) else []
+    return dg.Definitions(
+        assets=[extracted, transform], jobs=[job], schedules=schedules, sensors=sensors
+    )
 
 
 def _tags(flow: FlowSpec, connector: str) -> dict[str, str]:
@@ -136,6 +151,8 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
         owners=flow.owners or None,
         io_manager_key=STAGING_IO_MANAGER,
         required_resource_keys={conn_key},
+        partitions_def=partitions_def(flow),
+        backfill_policy=backfill_policy(flow),
     )
     def extracted(context: AssetExecutionContext) -> PageStream:
         client = getattr(context.resources, conn_key).open()
@@ -156,24 +173,23 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
         pushable = [
             f for f in pushable_filters(flow) if client.can_push_down(f, schema.fields[f.field])
         ]
-        since = None
-        if src.incremental:
-            full_refresh = context.run.tags.get(FULL_REFRESH_TAG) == "true"
-            stored = None if full_refresh else last_cursor(context.instance, flow)
-            since = stored or src.incremental.start
+        full_refresh = context.run.tags.get(FULL_REFRESH_TAG) == "true"
+        window = read_window(flow, context, run_partitions(context) is not None, full_refresh)
         request = ReadRequest(
             object=src.object,
-            fields=fields,
+            fields=read_fields(flow, fields),
             filters=pushable,
             cursor_field=src.incremental.cursor_field if src.incremental else None,
-            cursor_after=since,
+            cursor_after=window.after,
+            cursor_from=window.start,
+            cursor_before=window.end,
             page_size=src.page_size,
+            include_deleted=src.include_deleted,
         )
         started = time.monotonic()
         context.log.info(
             f"reading {src.object} ({len(fields)} fields, {len(pushable)} filters pushed down"
-            + (f", cursor after {since.isoformat()}" if since else ", full read")
-            + ")"
+            f", cursor {window.describe()})"
         )
 
         def stats() -> dict[str, Any]:
@@ -184,15 +200,16 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
                 "reauthentications": http.reauthentications,
                 "bytes_received": http.bytes_received,
                 "duration_s": round(time.monotonic() - started, 3),
-                "cursor_from": since.isoformat() if since else "(full read)",
+                "cursor_window": window.describe(),
                 "filters_pushed_down": len(pushable),
             }
 
-        return PageStream(
+        pages, page_schema = flag_deleted(
             mask_pages(client.read(request), flow, salts),
-            masked_schema(schema.polars_schema(fields), flow),
-            stats,
-        )
+            masked_schema(schema.polars_schema(request.fields), flow),
+            flow, fields,
+        )  # fmt: skip
+        return PageStream(pages, page_schema, stats, sensitive=raw_masked_fields(flow))
 
     return extracted
 
@@ -249,9 +266,16 @@ def _transform_multi_asset(
         ],
         required_resource_keys={"staging"},
         can_subset=False,
+        partitions_def=partitions_def(flow),
+        backfill_policy=backfill_policy(flow),
     )
     def transform(context: AssetExecutionContext, extracted: pl.LazyFrame):
         staging: StagingArea = context.resources.staging
+        partitions = run_partitions(context)  # a partition run stages under its own folder
+
+        def here(name: str) -> tuple[str, ...]:
+            return staging_parts((flow.name, name), partitions)
+
         started = time.monotonic()
         salts = _salts(flow, file)
         at_source = masked_at_source(flow).keys()  # applied while extracting
@@ -276,11 +300,11 @@ def _transform_multi_asset(
         tally = Tally()
         rejected_at = datetime.now(UTC)
         with (
-            staging.writer(records_schema, flow.name, "records") as records_out,
-            staging.writer(rejected_schema, flow.name, "rejected") as rejected_out,
+            staging.writer(records_schema, *here("records")) as records_out,
+            staging.writer(rejected_schema, *here("rejected")) as rejected_out,
         ):
             # One pass, one batch in memory at a time: annotate, count, check, route.
-            for batch in read_batches(staging.path(flow.name, "extracted")):
+            for batch in staging.read_batches(*here("extracted")):
                 try:
                     annotated = annotate(
                         batch.lazy(), flow, salts, str(file), skip=at_source
@@ -306,16 +330,17 @@ def _transform_multi_asset(
                 "did not move",
                 metadata=outcome.as_metadata(),
             )
-        cursor = new_cursor(context.instance, flow, extracted)
+        # A partition pulls its own window: the flow's cursor stays where it is.
+        cursor = None if partitions else new_cursor(context.instance, flow, extracted)
         yield dg.Output(
-            staging.staged(flow.name, "rejected"),
+            staging.staged(*here("rejected")),
             "rejected",
             metadata={"records_rejected": outcome.rejected, "reasons": _reasons(tally)},
         )
         # Last: the records materialization carries the cursor, so it advances only once the
         # destination has the records (and the rejected ones are in the error location).
         yield dg.Output(
-            staging.staged(flow.name, "records"),
+            staging.staged(*here("records")),
             "records",
             metadata={
                 **outcome.as_metadata(),

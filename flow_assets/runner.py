@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -12,6 +13,7 @@ from flow_assets.audit import TRIGGER_TAG
 from flow_assets.definitions import build_definitions
 from flow_assets.environment import Settings
 from flow_assets.factory import FULL_REFRESH_TAG, asset_key
+from flow_assets.partitions import check_partition_key, partition_run
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Retries and re-authentications (logged by flow_assets) show in the run's event log.
@@ -33,7 +35,14 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_flow(name: str, full_refresh: bool = False, settings: Settings | None = None) -> int:
+def run_flow(
+    name: str,
+    full_refresh: bool = False,
+    settings: Settings | None = None,
+    partition: str | None = None,
+) -> int:
+    """Run the flow's job in this process, stored in DAGSTER_HOME's instance; `partition` is
+    a key, or FIRST...LAST for a range pulled in one run."""
     settings = settings or Settings.from_env()
     defs = build_definitions(settings)
     job_name = f"{name}_job"
@@ -46,15 +55,28 @@ def run_flow(name: str, full_refresh: bool = False, settings: Settings | None = 
         )
         return 2
     tags = {TRIGGER_TAG: "cli", **({FULL_REFRESH_TAG: "true"} if full_refresh else {})}
+    job = defs.resolve_job_def(job_name)
+    problem = check_partition_key(name, job.partitions_def, partition)
+    if problem:
+        print(f"flow {name}: {problem}", file=sys.stderr)
+        return 2
+    run: dict[str, Any] = partition_run(partition) if partition else {}
+    tags.update(run.pop("tags", {}))
     try:
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance(), tags=tags, raise_on_error=False, run_config=QUIET
+        result = job.execute_in_process(
+            instance=instance(), tags=tags, raise_on_error=False, run_config=QUIET, **run
         )
     except dg.DagsterInvalidConfigError as exc:
         print(f"flow {name}: cannot start: {exc}", file=sys.stderr)
         return 1
     print(summary(result, name))
     return 0 if result.success else 1
+
+
+def run_url(run_id: str) -> str:
+    """The run's page in the Dagster UI (`make ui` serves the same DAGSTER_HOME)."""
+    base = os.environ.get("DAGSTER_WEBSERVER_URL") or "http://127.0.0.1:3000"
+    return f"{base.rstrip('/')}/runs/{run_id}"
 
 
 def records_metadata(result: dg.ExecuteInProcessResult, flow: str) -> dict[str, object]:
@@ -68,6 +90,7 @@ def records_metadata(result: dg.ExecuteInProcessResult, flow: str) -> dict[str, 
 def summary(result: dg.ExecuteInProcessResult, flow: str) -> str:
     meta = records_metadata(result, flow)
     lines = [f"flow {flow}: run {result.run_id} {'succeeded' if result.success else 'FAILED'}"]
+    lines.append(f"  run: {run_url(result.run_id)}")
     if meta:
         lines.append(
             "  records read {records_read}, loaded {records_loaded}, filtered {records_filtered}, "

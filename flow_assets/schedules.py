@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from flow_assets.schedule_timing import OffsetError, not_before, offset_cron
 from flow_assets.spec.errors import FlowFileError
 from flow_assets.spec.models import FlowSpec, Schedule
 
@@ -48,13 +49,21 @@ def schedule_for(flow: FlowSpec, file: Path, job) -> dg.ScheduleDefinition:
     trigger = flow.trigger
     assert isinstance(trigger, Schedule)
     try:
-        cron = to_cron(trigger.schedule)
+        cron = offset_cron(to_cron(trigger.schedule), trigger.offset_minutes)
+    except OffsetError as exc:
+        raise FlowFileError.single(str(file), "trigger.offset_minutes", str(exc)) from None
+    except ScheduleError as exc:
+        raise FlowFileError.single(str(file), "trigger.schedule", str(exc)) from None
+    start = trigger.start  # aware: the model reads a bare time in the timezone
+    try:
         return dg.ScheduleDefinition(
             name=f"{flow.name}_schedule",
             cron_schedule=cron,
             execution_timezone=trigger.timezone,
             job=job,
-            description=f"{trigger.schedule} ({cron} {trigger.timezone}), from {file.name}",
+            execution_fn=not_before(start) if start else None,
+            description=f"{trigger.schedule} ({cron} {trigger.timezone}), from {file.name}"
+            + (f", not before {start.isoformat()}" if start else ""),
             default_status=(
                 dg.DefaultScheduleStatus.RUNNING
                 if trigger.status == "on"

@@ -37,12 +37,16 @@ def sf(sandbox, monkeypatch):
     sandbox.reset_faults()
 
 
-@pytest.fixture
-def project(tmp_path, sf) -> Settings:
+def copy_project(tmp_path: Path) -> Settings:
     """A copy of the repository's flow_defs, with its own data folder."""
     flows = tmp_path / "flow_defs"
     shutil.copytree(REPO / "flow_defs", flows)
     return Settings(environment="LOCAL", flows_dir=flows, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def project(tmp_path, sf) -> Settings:
+    return copy_project(tmp_path)
 
 
 @pytest.fixture

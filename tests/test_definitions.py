@@ -1,4 +1,4 @@
-"""The whole set of asset keys, checks, jobs and schedules, snapshotted so a change shows up."""
+"""Asset keys, checks, jobs, schedules and sensors, snapshotted so a change shows up."""
 
 import os
 from pathlib import Path
@@ -23,6 +23,16 @@ def describe(defs: dg.Definitions) -> str:
     lines += [
         f"schedule {s.name} {s.cron_schedule} {s.execution_timezone} {s.default_status.value}"
         for s in sorted(defs.schedules or [], key=lambda s: s.name)
+    ]
+    lines += [
+        f"sensor {s.name} {s.job_name} every {s.minimum_interval_seconds}s {s.default_status.value}"
+        for s in sorted(defs.sensors or [], key=lambda s: s.name)
+    ]
+    nodes = [graph.get(k) for k in sorted(graph.get_all_asset_keys())]
+    lines += [
+        f"partitions {n.key.to_user_string()} {n.partitions_def} {n.backfill_policy}"
+        for n in nodes
+        if n.partitions_def is not None
     ]
     return "\n".join(lines) + "\n"
 

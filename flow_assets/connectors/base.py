@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 
@@ -48,12 +48,18 @@ class ReadRequest:
     fields: list[str]
     filters: list[FilterSpec] = field(default_factory=list)
     cursor_field: str | None = None
-    cursor_after: datetime | None = None
+    cursor_after: datetime | None = None  # cursor > this (the high-water mark)
+    cursor_from: datetime | None = None  # cursor >= this (a partition's start)
+    cursor_before: datetime | None = None  # cursor < this (a partition's end)
     page_size: int | None = None
+    include_deleted: bool = False  # deleted (recycle bin) records too, where the source keeps them
 
 
 class SourceClient(Protocol):
-    """An open session to one source; built by the connection resource's `open()`."""
+    """An open session to one source; built by the connection resource's `open()`.
+
+    Optional: `latest_change` (see ChangeProbe), which flows with an event trigger need.
+    """
 
     def check(self) -> None: ...
 
@@ -66,3 +72,13 @@ class SourceClient(Protocol):
         ...
 
     def read(self, request: ReadRequest) -> Iterator[pl.DataFrame]: ...
+
+
+@runtime_checkable
+class ChangeProbe(Protocol):
+    """The optional part of a SourceClient: a cheap question whether anything changed."""
+
+    def latest_change(self, request: ReadRequest) -> datetime | None:
+        """The newest cursor value among the records `request` would read (those past its
+        `cursor_after` and through its filters), or None when there are none."""
+        ...

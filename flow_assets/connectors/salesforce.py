@@ -6,7 +6,8 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import dagster as dg
@@ -24,7 +25,7 @@ from flow_assets.connectors.errors import (
 from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, parse_json
 from flow_assets.connectors.oauth import OAuth2
 from flow_assets.connectors.prefetch import prefetched
-from flow_assets.connectors.salesforce_soql import build_soql, can_push_down
+from flow_assets.connectors.salesforce_soql import build_soql, can_push_down, change_probe_soql
 from flow_assets.spec.errors import did_you_mean
 from flow_assets.spec.models import FilterSpec
 
@@ -194,6 +195,37 @@ class SalesforceClient:
     def can_push_down(self, spec: FilterSpec, info: FieldInfo) -> bool:
         return can_push_down(spec, info)
 
+    def latest_change(self, request: ReadRequest) -> datetime | None:
+        """The newest cursor value among the records `request` would read (None: none), from
+        one query answering at most one record: the change probe of an event trigger.
+        Without a cursor field it asks about SystemModstamp, the stamp every change moves
+        (and the one Salesforce's own Get Updated resource uses)."""
+        schema = self.describe(request.object)
+        field = request.cursor_field or "SystemModstamp"
+        request = replace(request, cursor_field=field)
+        info = schema.require([field], where=f"{request.object} change probe")[0]
+        if info.source_type not in ("datetime", "date"):
+            raise ConnectorError(
+                f"{request.object}.{field} is a {info.source_type} field; a change probe "
+                "needs a datetime such as SystemModstamp"
+            )
+        soql = change_probe_soql(request, schema)
+        resource = "queryAll" if request.include_deleted else "query"  # deletes too, then
+        body = self._get(f"{self.data_path}/{resource}/", params={"q": soql})
+        records = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(records, list):
+            raise MalformedResponse(f"the change probe of {request.object} is not a query answer")
+        value = records[0].get(field) if records else None
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise MalformedResponse(
+                f"the change probe of {request.object}: {field} is not a {info.source_type}"
+            ) from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
     def read(self, request: ReadRequest) -> Iterator[pl.DataFrame]:
         """Typed pages of the query's records.
 
@@ -207,7 +239,9 @@ class SalesforceClient:
         page_size = min(request.page_size or MAX_BATCH_SIZE, MAX_BATCH_SIZE)
         parser = PageParser(request.object, infos)
         headers = {"Sforce-Query-Options": f"batchSize={page_size}"}
-        first = RawPage(1, f"{self.data_path}/query/", {"q": soql}, b"")
+        # queryAll also answers deleted (recycle bin) records, with IsDeleted true.
+        resource = "queryAll" if request.include_deleted else "query"
+        first = RawPage(1, f"{self.data_path}/{resource}/", {"q": soql}, b"")
         bodies = prefetched(self._bodies(first, headers))
         yield from prefetched(self._parsed(bodies, parser, headers))
 

@@ -4,6 +4,7 @@ Salesforce documents them."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -23,20 +24,37 @@ _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def build_soql(request: ReadRequest, schema: ObjectSchema) -> str:
-    """SELECT the fields, WHERE the pushed-down filters and the cursor, ORDER BY the cursor."""
+    """SELECT the fields, WHERE the pushed-down filters and the cursor's bounds, ORDER BY the
+    cursor."""
     for name in [request.object, *request.fields]:
         if not _IDENT.match(name):
             raise ConnectorError(f"'{name}' is not a valid Salesforce name")
     conditions = [soql_condition(f, schema.fields[f.field]) for f in request.filters]
-    if request.cursor_field and request.cursor_after is not None:
+    if request.cursor_field:
         info = schema.fields[request.cursor_field]
-        conditions.append(f"{info.name} > {soql_literal(request.cursor_after, info)}")
+        bounds = (
+            (">", request.cursor_after), (">=", request.cursor_from), ("<", request.cursor_before)
+        )  # fmt: skip
+        conditions += [f"{info.name} {op} {soql_literal(v, info)}" for op, v in bounds if v]
     soql = f"SELECT {', '.join(request.fields)} FROM {request.object}"
     if conditions:
         soql += " WHERE " + " AND ".join(conditions)
     if request.cursor_field:
         soql += f" ORDER BY {request.cursor_field} ASC"
     return soql
+
+
+def change_probe_soql(request: ReadRequest, schema: ObjectSchema) -> str:
+    """The read's newest record by its cursor field, as at most one row: the same WHERE as
+    build_soql (filters and cursor), ordered the other way, LIMIT 1."""
+    field = request.cursor_field
+    if field is None:
+        raise ConnectorError("a change probe needs the cursor field that records changes")
+    read = build_soql(replace(request, fields=list(dict.fromkeys(["Id", field]))), schema)
+    order = f" ORDER BY {field} ASC"
+    if not read.endswith(order):
+        raise ConnectorError("build_soql no longer ends with ORDER BY the cursor field")
+    return read.removesuffix(order) + f" ORDER BY {field} DESC NULLS LAST LIMIT 1"
 
 
 def can_push_down(spec: FilterSpec, info: FieldInfo) -> bool:

@@ -7,10 +7,12 @@ reader sees the old table or the new one, never a half-written one. Writing cost
 the new records (append) or the table (upsert), and memory stays flat: DuckDB and Polars stream.
 """
 
+import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -92,6 +94,22 @@ class Lake:
         key: Sequence[str] = (),
     ) -> WriteResult:
         """Write records (a LazyFrame, or staged Parquet files, which are linked, not rewritten)."""
+        with self.writing():
+            return self._write(table, data, mode, key)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One writer at a time, across processes: two runs writing at once (partitions of a
+        flow backfilled in parallel) would each publish a version without the other's
+        records, and DuckDB lets one process at a time open the database for writing."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".write.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _write(
+        self, table: str, data: pl.LazyFrame | Staged, mode: WriteMode, key: Sequence[str]
+    ) -> WriteResult:
         folder = self.table_dir(table)
         version = folder / f"v-{uuid.uuid4().hex}"
         version.mkdir(parents=True)

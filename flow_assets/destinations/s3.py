@@ -22,6 +22,7 @@ from flow_assets.connectors.aws import AwsConnection
 from flow_assets.destinations.delta import write_delta
 from flow_assets.destinations.glue import register
 from flow_assets.destinations.staging import Staged, last_per_key, parquet_rows, table_schema
+from flow_assets.destinations.staging_crypto import is_encrypted
 from flow_assets.spec.models import S3Settings
 
 MANIFEST = "_manifest-"
@@ -78,15 +79,21 @@ class S3Writer:
         self.prefix = partition_prefix(settings, flow, run_id, at)
         self.extra = encryption_args(settings)
 
-    def write(self, staged: Staged, mode: str, key: Sequence[str] = ()) -> S3WriteResult:
+    def write(
+        self, staged: Staged, mode: str, key: Sequence[str] = (), as_is: bool = False
+    ) -> S3WriteResult:
+        """as_is: upload each staged file unchanged (a staging copy, whose encrypted files
+        cannot be re-encoded without their key)."""
         replaces = self._manifests_here() if mode in ("overwrite", "upsert") else []
         uploaded: list[dict[str, Any]] = []
         try:
             with tempfile.TemporaryDirectory(prefix="flowbridge-s3-") as tmp:
                 if mode == "upsert":
                     staged = self._merged(staged, replaces, key, Path(tmp))
-                for n, group in enumerate(self._groups(staged)):
-                    uploaded.append(self._upload(group, Path(tmp), n))
+                everything = sorted(staged.path.glob("*.parquet"))  # with encrypted side files
+                groups = [[f] for f in everything] if as_is else self._groups(staged)
+                for n, group in enumerate(groups):
+                    uploaded.append(self._upload(group, Path(tmp), n, as_is))
                 manifest = self._publish(uploaded, staged, replaces)
         except BaseException:
             for item in uploaded:  # invisible without a manifest; removed to leave no litter
@@ -149,10 +156,17 @@ class S3Writer:
             size += path.stat().st_size
         return groups
 
-    def _upload(self, group: list[Path], tmp: Path, n: int) -> dict[str, Any]:
+    def _upload(self, group: list[Path], tmp: Path, n: int, as_is: bool = False) -> dict[str, Any]:
         fmt = self.settings.format
         local = tmp / f"part-{n:05d}.{EXTENSIONS[fmt]}"
         frame = pl.scan_parquet(group)
+        if as_is:  # under its own name: a data file and its side file stay paired
+            (local,) = group
+            self.client.upload_file(
+                str(local), self.settings.bucket, self.prefix + local.name, ExtraArgs=self.extra
+            )
+            rows = 0 if is_encrypted(local) else parquet_rows(group)
+            return {"key": self.prefix + local.name, "rows": rows, "bytes": local.stat().st_size}
         if fmt == "parquet":
             frame.sink_parquet(local, compression="zstd")
         elif fmt == "csv":

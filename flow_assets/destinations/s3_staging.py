@@ -12,6 +12,7 @@ from pydantic import Field
 from flow_assets.connectors.aws import aws_client
 from flow_assets.destinations.s3 import S3Writer, read_manifest
 from flow_assets.destinations.staging import STAGED_COPY, Staged, StagingArea, replace_folder
+from flow_assets.destinations.staging_crypto import ColumnCipher
 from flow_assets.spec.models import S3Encryption, S3Settings
 
 COPY_FILE_MB = 128  # staged copies are uploaded in files of about this size
@@ -39,12 +40,20 @@ class S3StagingArea(StagingArea):
             encryption=S3Encryption(type="sse-kms", kms_key_id=self.kms_key_id),
         )
 
+    def cipher(self) -> ColumnCipher:
+        """Data keys wrapped by the staging KMS key (no key file on any worker); without one,
+        the local master key (FLOWBRIDGE_STAGING_KEY)."""
+        if not self.kms_key_id:
+            return super().cipher()
+        return ColumnCipher(kms_client=aws_client("kms", self.region_name),
+                            kms_key_id=self.kms_key_id)  # fmt: skip
+
     def publish(self, staged: Staged, run_id: str, *parts: str) -> dict[str, Any]:
         """Copy a staged dataset to S3, encrypted, under the retention rule."""
         client = self.client()
         keep_for(client, self.bucket, self.prefix, self.retention_days)
         writer = S3Writer(client, self.settings(*parts), parts[0], run_id, datetime.now(UTC))
-        manifest = writer.write(staged, "append").manifest
+        manifest = writer.write(staged, "append", as_is=True).manifest
         return {STAGED_COPY: dg.MetadataValue.url(f"s3://{self.bucket}/{manifest}")}
 
     def restore(self, copy: str | None, *parts: str) -> None:
@@ -56,8 +65,8 @@ class S3StagingArea(StagingArea):
         tmp = target.with_name(f".{target.name}.fetch")
         tmp.mkdir(parents=True, exist_ok=True)
         manifest = read_manifest(client, self.bucket, copy.removeprefix(f"s3://{self.bucket}/"))
-        for n, item in enumerate(manifest["files"]):
-            client.download_file(self.bucket, item["key"], str(tmp / f"part-{n:05d}.parquet"))
+        for item in manifest["files"]:  # names kept: `.enc.parquet` marks encrypted files
+            client.download_file(self.bucket, item["key"], str(tmp / item["key"].rsplit("/")[-1]))
         replace_folder(tmp, target)
 
 

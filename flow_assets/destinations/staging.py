@@ -12,6 +12,14 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from flow_assets.destinations.staging_crypto import (
+    SENSITIVE_SUFFIX,
+    ColumnCipher,
+    is_encrypted,
+    local_master_key,
+)
+from flow_assets.destinations.staging_paths import io_parts, latest_materialization
+
 STAGED_COPY = "staged_copy"  # metadata: where a copy of the staged dataset lives (AWS)
 ROW_GROUP_ROWS = 50_000  # records per staged file: what the transform holds in memory at once
 
@@ -24,6 +32,8 @@ class PageStream:
     schema: pl.Schema
     # Called after the pages are consumed: what the source reports (pages, retries, bytes...).
     stats: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    # Columns holding raw values of masked fields: encrypted at rest in the staging area.
+    sensitive: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -36,16 +46,33 @@ class Staged:
 
     @property
     def files(self) -> list[Path]:
-        return sorted(self.path.glob("*.parquet"))
+        return data_files(self.path)
+
+
+def data_files(folder: Path) -> list[Path]:
+    """A staged dataset's data files; each may have an encrypted side file of its sensitive
+    columns (`<name>.sensitive.enc.parquet`), which is not a data file of its own."""
+    return sorted(p for p in folder.glob("*.parquet") if not is_encrypted(p))
+
+
+def sensitive_file(data_file: Path) -> Path:
+    return data_file.with_name(data_file.name.removesuffix(".parquet") + SENSITIVE_SUFFIX)
 
 
 class ParquetBatchWriter:
     """Appends frames to a staged dataset: a folder of Parquet files of about ROW_GROUP_ROWS
     records each. The folder appears under its name only when closed without error."""
 
-    def __init__(self, target: Path, schema: pl.Schema):
+    def __init__(
+        self, target: Path, schema: pl.Schema, cipher: ColumnCipher | None = None,
+        sensitive: Sequence[str] = (),
+    ):  # fmt: skip
         self.target = target
         self.schema = schema
+        self.cipher = cipher
+        self.sensitive = [c for c in sensitive if c in schema]
+        if self.sensitive and cipher is None:
+            raise ValueError(f"columns {self.sensitive} are sensitive: staging them needs a cipher")
         self.rows = 0
         self._tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         self._tmp.mkdir(parents=True)
@@ -73,7 +100,15 @@ class ParquetBatchWriter:
         # second allocator (pyarrow's writer holds on to what it allocated).
         if self._buffer or self._files == 0:
             frame = pl.concat(self._buffer) if self._buffer else pl.DataFrame(schema=self.schema)
-            frame.write_parquet(self._tmp / f"part-{self._files:05d}.parquet", compression="lz4")
+            path = self._tmp / f"part-{self._files:05d}.parquet"
+            if self.cipher is not None and self.sensitive:
+                # The sensitive columns go, encrypted, to a side file; the data file holds
+                # nulls in their place, so its schema (what the transform plans with) is whole.
+                self.cipher.write(frame.select(self.sensitive), sensitive_file(path))
+                frame = frame.with_columns(
+                    pl.lit(None, frame.schema[c]).alias(c) for c in self.sensitive
+                )
+            frame.write_parquet(path, compression="lz4")
             self._files += 1
             self.rows += self._buffered
             self._buffer, self._buffered = [], 0
@@ -89,7 +124,7 @@ class ParquetBatchWriter:
         replace_folder(self._tmp, self.target)
 
     def staged(self) -> "Staged":
-        size = sum(f.stat().st_size for f in self.target.glob("*.parquet"))
+        size = sum(f.stat().st_size for f in data_files(self.target))
         return Staged(self.target, self.rows, size)
 
 
@@ -118,10 +153,17 @@ def last_per_key(staged: Staged, key: Sequence[str], target: Path) -> Staged:
     return Staged(target, parquet_rows([part]), part.stat().st_size)
 
 
-def read_batches(folder: Path) -> Iterator[pl.DataFrame]:
-    """A staged dataset's records, one file (about ROW_GROUP_ROWS records) at a time."""
-    for path in sorted(folder.glob("*.parquet")):
-        yield pl.read_parquet(path)
+def read_batches(folder: Path, cipher: ColumnCipher | None = None) -> Iterator[pl.DataFrame]:
+    """A staged dataset's records, one file (about ROW_GROUP_ROWS records) at a time, with
+    their sensitive columns decrypted from the side files by the cipher."""
+    for path in data_files(folder):
+        frame = pl.read_parquet(path)
+        side = sensitive_file(path)
+        if side.exists():
+            if cipher is None:
+                raise ValueError(f"{side} is encrypted: reading it needs the staging key")
+            frame = frame.with_columns(cipher.read(side))
+        yield frame
 
 
 class StagingArea(dg.ConfigurableResource):
@@ -132,12 +174,26 @@ class StagingArea(dg.ConfigurableResource):
     def path(self, *parts: str) -> Path:
         return Path(self.root, *parts)
 
-    def writer(self, schema: pl.Schema, *parts: str) -> ParquetBatchWriter:
-        return ParquetBatchWriter(self.path(*parts), schema)
+    def writer(
+        self, schema: pl.Schema, *parts: str, sensitive: Sequence[str] = ()
+    ) -> ParquetBatchWriter:
+        cipher = self.cipher() if sensitive else None
+        return ParquetBatchWriter(self.path(*parts), schema, cipher, sensitive)
+
+    def cipher(self) -> ColumnCipher:
+        """Encrypts sensitive columns with a local master key: FLOWBRIDGE_STAGING_KEY, or a key
+        file `staging.key` beside the staging folder, made on first use (owner-only)."""
+        key_file = Path(self.root).parent / "staging.key"
+        return ColumnCipher(local_master_key(os.environ.get("FLOWBRIDGE_STAGING_KEY"), key_file))
+
+    def read_batches(self, *parts: str) -> Iterator[pl.DataFrame]:
+        folder = self.path(*parts)
+        encrypted = any(folder.glob(f"*{SENSITIVE_SUFFIX}"))
+        return read_batches(folder, self.cipher() if encrypted else None)
 
     def write_stream(self, stream: PageStream, *parts: str) -> "Staged":
         """Write pages as they arrive, so memory does not grow with the number of records."""
-        with self.writer(stream.schema, *parts) as writer:
+        with self.writer(stream.schema, *parts, sensitive=stream.sensitive) as writer:
             for page in stream.pages:
                 writer.write(page)
         return writer.staged()
@@ -155,16 +211,17 @@ class StagingArea(dg.ConfigurableResource):
 
     def staged(self, *parts: str) -> Staged:
         target = self.path(*parts)
-        files = sorted(target.glob("*.parquet"))
+        files = data_files(target)
         return Staged(target, parquet_rows(files), sum(f.stat().st_size for f in files))
 
     def scan(self, *parts: str) -> pl.LazyFrame:
         target = self.path(*parts)
-        if not any(target.glob("*.parquet")):
+        files = data_files(target)
+        if not files:
             raise FileNotFoundError(
                 f"nothing staged at {target}: materialize the upstream asset first"
             )
-        return pl.scan_parquet(target / "*.parquet")
+        return pl.scan_parquet(files)  # sensitive columns read as nulls here
 
 
 class StagingIOManager(dg.ConfigurableIOManager):
@@ -173,7 +230,7 @@ class StagingIOManager(dg.ConfigurableIOManager):
     staging: StagingArea
 
     def handle_output(self, context: dg.OutputContext, obj: PageStream) -> None:
-        parts = context.asset_key.path
+        parts = io_parts(context)
         staged = self.staging.write_stream(obj, *parts)
         copies = self.staging.publish(staged, context.run_id, *parts)
         schema = self.staging.scan(*parts).collect_schema()
@@ -189,14 +246,10 @@ class StagingIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> pl.LazyFrame:
-        parts = context.asset_key.path
-        if not any(self.staging.path(*parts).glob("*.parquet")):
-            event = context.instance.get_latest_materialization_event(context.asset_key)
-            meta = (
-                event.asset_materialization.metadata
-                if event and event.asset_materialization
-                else {}
-            )
+        parts = io_parts(context)
+        if not data_files(self.staging.path(*parts)):
+            materialization = latest_materialization(context)
+            meta = materialization.metadata if materialization else {}
             copy = meta.get(STAGED_COPY)
             self.staging.restore(str(copy.value) if copy else None, *parts)
         return self.staging.scan(*parts)

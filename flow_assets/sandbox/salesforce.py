@@ -22,6 +22,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import polars as pl
 
+from flow_assets.sandbox import changes
 from flow_assets.sandbox import salesforce_data as data
 from flow_assets.sandbox.page_cache import LruCache
 from flow_assets.sandbox.soql import Query, SoqlError, compile_soql, select_rows
@@ -52,6 +54,8 @@ REQUEST_KINDS = (
     "query_all",
     "query_more",
     "limits",
+    "updated",
+    "deleted",
     "not_found",
 )
 
@@ -75,6 +79,8 @@ _ROUTES = [
         (rf"/services/data/(?P<v>{_VERSION})/sobjects/?", "describe_global"),
         (rf"/services/data/(?P<v>{_VERSION})/sobjects/(?P<obj>[^/]+)/?", "sobject"),
         (rf"/services/data/(?P<v>{_VERSION})/sobjects/(?P<obj>[^/]+)/describe/?", "describe"),
+        (rf"/services/data/(?P<v>{_VERSION})/sobjects/(?P<obj>[^/]+)/updated/?", "updated"),
+        (rf"/services/data/(?P<v>{_VERSION})/sobjects/(?P<obj>[^/]+)/deleted/?", "deleted"),
         (rf"/services/data/(?P<v>{_VERSION})/sobjects/(?P<obj>[^/]+)/(?P<id>[^/]+)/?", "record"),
         (rf"/services/data/(?P<v>{_VERSION})/query/?", "query"),
         (rf"/services/data/(?P<v>{_VERSION})/queryAll/?", "query_all"),
@@ -139,6 +145,12 @@ def _not_found() -> _Reply:
     return _errors(404, "NOT_FOUND", "The requested resource does not exist")
 
 
+def _wire(spec: data.ObjectSpec, typed: pl.DataFrame) -> pl.DataFrame:
+    """The frame with its datetimes already formatted the way Salesforce writes them."""
+    stamps = [f.name for f in spec.fields if f.type == "datetime"]
+    return typed.with_columns(pl.col(stamps).dt.to_string(_DATETIME_FORMAT))
+
+
 def _release_label(version: int) -> str:
     k = version - 31
     return f"{_SEASONS[k % 3]} '{14 + (k + 2) // 3:02d}"
@@ -152,8 +164,8 @@ class SalesforceSandbox:
 
     `page_cache_mb` > 0 keeps the serialised records of query pages (up to that many MB,
     least recently used evicted) and the rows of the last few queries, so repeating a
-    query costs the sandbox little; answers are the same bytes either way. The data never
-    changes in a running sandbox; anything that changed it would have to clear both caches.
+    query costs the sandbox little; answers are the same bytes either way. The data changes
+    only through `change_records` (or POST /__sandbox/changes), which clears both caches.
     """
 
     def __init__(
@@ -272,10 +284,33 @@ class SalesforceSandbox:
         with self._frame_lock:
             if spec.name not in self._frames:
                 typed = data.build_frame(spec.name, self.records, self.seed)
-                stamps = [f.name for f in spec.fields if f.type == "datetime"]
-                wire = typed.with_columns(pl.col(stamps).dt.to_string(_DATETIME_FORMAT))
-                self._frames[spec.name] = (typed, wire)
+                self._frames[spec.name] = (typed, _wire(spec, typed))
             return self._frames[spec.name]
+
+    def change_records(
+        self,
+        sobject: str = "Opportunity",
+        count: int = 1,
+        seed: int = 0,
+        delete: int = 0,
+        at: datetime | None = None,
+    ) -> changes.ChangeSet:
+        """Update `count` live records and delete `delete` others, as users would (see
+        changes.apply_changes), now or `at`; the caches, which hold the old answers, are
+        cleared."""
+        spec = self._objects.get(sobject.lower())
+        if spec is None:
+            raise KeyError(f"unknown sObject {sobject!r}; known: {sorted(data.OBJECTS)}")
+        self._load(spec.name)  # outside the lock: _load takes it
+        with self._frame_lock:
+            typed, change = changes.apply_changes(
+                self._frames[spec.name][0], count, seed, delete, at or datetime.now(UTC)
+            )
+            self._frames[spec.name] = (typed, _wire(spec, typed))
+        for cache in (self._page_cache, self._query_cache):
+            if cache is not None:
+                cache.clear()
+        return change
 
     # --- credentials -------------------------------------------------------------
 
@@ -469,7 +504,7 @@ class SalesforceSandbox:
             return _Reply(200, _json(self._describe_global(version)))
         if kind == "limits":
             return _Reply(200, _json(self._limits()))
-        if kind in ("sobject", "describe", "record"):
+        if kind in ("sobject", "describe", "record", "updated", "deleted"):
             spec = self._objects.get(unquote(match["obj"]).lower())
             if spec is None:
                 return _not_found()
@@ -478,6 +513,11 @@ class SalesforceSandbox:
                 return _Reply(200, _json({"objectDescribe": entry, "recentItems": []}))
             if kind == "describe":
                 return _Reply(200, _json(data.describe(spec, version)))
+            if kind in ("updated", "deleted"):
+                status, answer = changes.replication(
+                    kind, self.frame(spec.name), params, datetime.now(UTC)
+                )
+                return _Reply(status, _json(answer))
             return self._record(spec, unquote(match["id"]), params, version)
         if kind in ("query", "query_all"):
             return self._query(params, headers, version, include_deleted=kind == "query_all")
@@ -588,6 +628,8 @@ class SalesforceSandbox:
             return _not_found()
         if len(record_id) == 18 and frame["Id"][row].lower() != record_id.lower():
             return _not_found()
+        if frame["IsDeleted"][row]:
+            return _errors(404, "ENTITY_IS_DELETED", "entity is deleted")
         names = [f.name for f in spec.fields]
         if "fields" in params:
             lookup = {n.lower(): n for n in names}
@@ -755,6 +797,16 @@ class SalesforceSandbox:
             except (ValueError, TypeError) as exc:
                 return _Reply(400, _json({"error": str(exc)}))
             return _Reply(201, _json({"faults": self.pending_faults()}))
+        if route == ("POST", "/__sandbox/changes"):
+            try:
+                spec = json.loads(body or b"{}")
+                allowed = {"object", "count", "seed", "delete"}
+                if not isinstance(spec, dict) or not set(spec) <= allowed:
+                    raise ValueError(f"a change takes the keys {sorted(allowed)}")
+                change = self.change_records(spec.pop("object", "Opportunity"), **spec)
+            except (ValueError, TypeError, KeyError) as exc:
+                return _Reply(400, _json({"error": str(exc)}))
+            return _Reply(200, _json(change.as_json()))
         if route == ("POST", "/__sandbox/refresh_token"):
             return _Reply(201, _json({"refresh_token": self.issue_refresh_token()}))
         return _Reply(404, _json({"error": f"no admin route {method} {path}"}))

@@ -21,7 +21,7 @@ from flow_assets.spec.loading import (
     pydantic_problems,
     read_yaml,
 )
-from flow_assets.spec.models import FlowSpec, Task, Trigger
+from flow_assets.spec.models import FlowSpec, Task
 
 CFN_TYPE = "AWS::AppFlow::Flow"
 # Sources Flowbridge can read today (connectors/ says the same, but it pulls in Dagster).
@@ -73,7 +73,6 @@ RATE = re.compile(r"rate\(\s*(\d+)\s*(minute|minutes|hour|hours|day|days)\s*\)",
 CRON = re.compile(r"cron\((.*)\)", re.I)
 
 _TASK = TypeAdapter(Task)
-_TRIGGER = TypeAdapter(Trigger)
 
 
 @dataclass
@@ -296,12 +295,16 @@ class _Importer:
         why = {
             "enableDynamicFieldUpdate": "Flowbridge reads source.fields, or every field the "
             "object describes at run time",
-            "includeDeletedRecords": "Flowbridge does not read deleted (recycle bin) records",
+            "includeDeletedRecords": "false is Flowbridge's default (source.include_deleted)",
             "dataTransferApi": "Flowbridge picks the Salesforce API itself",
             "s3InputFormatConfig": "no flow-file setting for the input file type yet",
         }
+        carried = ["object", "bucketName", "bucketPrefix"]
+        if props.get("includeDeletedRecords") is True:
+            source["include_deleted"] = True  # queryAll, with the _fb_deleted flag
+            carried.append("includeDeletedRecords")
         for key in props:
-            if key not in ("object", "bucketName", "bucketPrefix"):
+            if key not in carried:
                 self.skip(join(props_path, key), why.get(key, "no flow-file setting"))
         if connector not in READABLE:
             self.skip(
@@ -624,7 +627,9 @@ class _Importer:
             )
         if fields:
             source["fields"] = list(dict.fromkeys(fields))
-            source_keys = ["connector", "connection", "object", "fields", "incremental"]
+            source_keys = [
+                "connector", "connection", "object", "fields", "incremental", "include_deleted"
+            ]  # fmt: skip
             ordered = {k: source[k] for k in source_keys if k in source}
             source.clear()
             source.update(ordered)
@@ -798,14 +803,14 @@ class _Importer:
         if kind == "OnDemand":
             return "on_demand"
         if kind == "Event":
-            if _accepts(_TRIGGER, {"event": "source_changes"}):
-                return {"event": "source_changes"}
-            self.skip(
+            self.note(
                 "triggerConfig.triggerType",
-                "Event (a run for each change in the source): "
-                "the flow file has no event trigger yet; written as on_demand",
+                "Event: a sensor asks the source every min_interval_minutes (5) whether records "
+                "changed and runs the flow when they did; AppFlow's events carry only the "
+                "changed records, so give the flow source.incremental (cursor_field: "
+                "SystemModstamp) to read only those",
             )
-            return "on_demand"
+            return {"event": "source_changes", **({"status": "on"} if status == "Active" else {})}
         path = "triggerConfig.triggerProperties.Scheduled"
         scheduled = config.get("triggerProperties", {}).get("Scheduled")
         if scheduled is None:
@@ -818,15 +823,28 @@ class _Importer:
         trigger = {"schedule": expression, "timezone": scheduled.get("timezone") or "UTC"}
         if status == "Active":
             trigger["status"] = "on"
+        if "scheduleStartTime" in scheduled:
+            trigger["start"] = model.to_datetime(scheduled["scheduleStartTime"]).isoformat()
+        if scheduled.get("scheduleOffset"):
+            trigger["offset_minutes"] = self.offset(scheduled["scheduleOffset"], path)
         for key, why in (
-            ("scheduleStartTime", "a schedule here starts when it is turned on (status: on)"),
             ("scheduleEndTime", "a schedule here runs until it is turned off"),
-            ("scheduleOffset", "no offset setting; shift the cron expression instead"),
             ("flowErrorDeactivationThreshold", "a schedule here stays on after failed runs"),
         ):
             if key in scheduled:
                 self.skip(join(path, key), why)
         return trigger
+
+    def offset(self, seconds: int, path: str) -> int:
+        """AppFlow's scheduleOffset (seconds, up to 36000) as whole minutes."""
+        minutes = (seconds + 30) // 60
+        if seconds % 60:
+            self.note(
+                join(path, "scheduleOffset"),
+                f"{seconds} seconds written as offset_minutes: {minutes} (schedules here "
+                "tick on whole minutes)",
+            )
+        return minutes
 
     def schedule(self, expression: str, path: str) -> str | None:
         """AppFlow's rate(...) as the flow file spells it, its 6-field cron(...) as 5-field cron."""
@@ -842,14 +860,6 @@ class _Importer:
             "written as on_demand: write trigger.schedule by hand",
         )
         return None
-
-
-def _accepts(adapter: TypeAdapter, value: Any) -> bool:
-    try:
-        adapter.validate_python(value)
-    except ValidationError:
-        return False
-    return True
 
 
 def _value(text: str, data_type: str | None) -> Any:

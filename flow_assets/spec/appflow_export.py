@@ -96,6 +96,15 @@ class _Exporter:
             "connectorProfileName": flow.source.connection,
             "sourceConnectorProperties": {props_key: {"object": flow.source.object}},
         }
+        if flow.source.include_deleted:
+            if props_key == "Salesforce":
+                source["sourceConnectorProperties"][props_key]["includeDeletedRecords"] = True
+            else:
+                self.skip("source.include_deleted", f"AppFlow reads no deleted {kind} records")
+        if flow.source.incremental and flow.source.incremental.lookback:
+            self.skip("source.incremental.lookback", "AppFlow re-reads no window before its mark")
+        if flow.partitions:
+            self.skip("partitions", "AppFlow has no partitions or backfills")
         if flow.source.incremental:
             source["incrementalPullConfig"] = {
                 "datetimeTypeFieldName": flow.source.incremental.cursor_field
@@ -138,8 +147,18 @@ class _Exporter:
             "dataPullMode": "Incremental" if incremental else "Complete",
             "timezone": trigger.timezone,
         }
-        if incremental and incremental.start:
+        if incremental and isinstance(incremental.start, datetime):
             scheduled["firstExecutionFrom"] = incremental.start.isoformat()
+        elif incremental and incremental.start == "all":
+            self.skip(
+                "source.incremental.start",
+                "all: AppFlow's first run pulls the past 30 days unless firstExecutionFrom is "
+                "set; set it to the date of your oldest record",
+            )
+        if trigger.start:
+            scheduled["scheduleStartTime"] = trigger.start.isoformat()
+        if trigger.offset_minutes:
+            scheduled["scheduleOffset"] = trigger.offset_minutes * 60  # AppFlow counts seconds
         if trigger.status == "on":
             self.notes.append(
                 "trigger.status: on: run `aws appflow start-flow` to activate the schedule"

@@ -22,6 +22,7 @@ from flow_assets.spec.models import (
     ConnectionSpec,
     Destination,
     DynamoDBSettings,
+    Event,
     EventBridgeSettings,
     FilterSpec,
     FlowSpec,
@@ -33,6 +34,7 @@ from flow_assets.spec.models import (
     MapTask,
     MaskSpec,
     MergeSpec,
+    Partitions,
     RedshiftSettings,
     S3Encryption,
     S3Settings,
@@ -42,6 +44,7 @@ from flow_assets.spec.models import (
     ValidateSpec,
     task_kind,
 )
+from flow_assets.spec.pulls import pull_problems
 
 CONNECTIONS_FILE = "connections.yaml"
 # Keys whose values are secrets wherever they appear: they must be ${ENV_VAR} references.
@@ -84,8 +87,10 @@ _MODEL_BY_PARENT: dict[str, type[BaseModel]] = {
     "redshift": RedshiftSettings,
     "encryption": S3Encryption,
     "glue": GlueTable,
+    "partitions": Partitions,
     "trigger": Schedule,
     "schedule": Schedule,
+    "event": Event,
     "MapTarget": MapTarget,
 }
 # Union members pydantic names in an error's location; they are not keys the user wrote.
@@ -281,6 +286,7 @@ def _reference_problems(
             f"'{src.incremental.cursor_field}' is not in source.fields"
             f"{did_you_mean(src.incremental.cursor_field, src.fields)}; add it to source.fields",
         )
+    problems.extend(pull_problems(flow, file))
     if src.fields is None:
         return problems  # without a field list the names are checked against the source's describe
     problems.extend(field_reference_problems(flow, list(src.fields), file))

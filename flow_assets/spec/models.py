@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 import string
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,13 +31,50 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+LOOKBACK = re.compile(r"^(\d+)\s*(minute|minutes|hour|hours|day|days)$", re.I)
+_SECONDS = {"minute": 60, "hour": 3600, "day": 86_400}
+
+
 class Incremental(StrictModel):
     """AppFlow's incremental pull: only records whose cursor field moved past the high-water mark."""
 
     cursor_field: str
-    start: datetime | None = Field(
-        None, description="Where the first run starts; later runs continue from the cursor."
+    start: datetime | Literal["all"] | None = Field(
+        None,
+        description="Where the first run starts: a timestamp, or all (every record); without "
+        "it the first run pulls the last 30 days, as AppFlow does. Later runs continue from "
+        "the cursor.",
     )
+    lookback: timedelta | None = Field(
+        None,
+        description="Each run also re-reads this long before the high-water mark ('30 minutes', "
+        "'2 hours', '1 day'), for records that arrive late; needs write: upsert.",
+    )
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _timestamp_or_all(cls, value: Any) -> Any:
+        if not isinstance(value, str) or value == "all":
+            return value
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"'{value}' is neither a timestamp such as 2024-01-01T00:00:00Z nor all"
+            ) from None
+        return value
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is None or isinstance(value, timedelta):
+            return value
+        m = LOOKBACK.match(str(value).strip()) if isinstance(value, str) else None
+        if m is None or int(m[1]) < 1:
+            raise ValueError(
+                f"'{value}' is not a duration such as '30 minutes', '2 hours', '1 day'"
+            )
+        return timedelta(seconds=int(m[1]) * _SECONDS[m[2].lower().rstrip("s")])
 
 
 class Source(StrictModel):
@@ -48,6 +88,11 @@ class Source(StrictModel):
         False,
         description="Apply the mask tasks while extracting: raw values are never stored, "
         "not even in the staging area. Masks then name source fields.",
+    )
+    include_deleted: bool = Field(
+        False,
+        description="Also read deleted records (Salesforce's queryAll); each record then "
+        "carries the soft-delete flag _fb_deleted.",
     )
 
     @field_validator("fields")
@@ -491,21 +536,66 @@ class Destination(StrictModel):
         return self
 
 
+def _yaml_on_off(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted on / off as true / false."""
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+# A trigger's status: whether its schedule or sensor starts running when the code loads.
+OnOff = Annotated[Literal["on", "off"], BeforeValidator(_yaml_on_off)]
+
+
 class Schedule(StrictModel):
     schedule: str = Field(description="cron ('0 6 * * *') or AppFlow's rate(N minutes|hours|days)")
     timezone: str = "UTC"
-    status: Literal["on", "off"] = "off"
+    status: OnOff = "off"
+    start: datetime | None = Field(
+        None,
+        description="No run before this moment (AppFlow's scheduleStartTime); without a UTC "
+        "offset it is read in the schedule's timezone.",
+    )
+    offset_minutes: int = Field(
+        0,
+        ge=0,
+        description="Run this many minutes after each tick (AppFlow's scheduleOffset).",
+    )
 
-    @field_validator("status", mode="before")
+    @field_validator("start")
     @classmethod
-    def _yaml_on_off(cls, value: Any) -> Any:
-        """YAML 1.1 reads an unquoted on / off as true / false."""
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    def _start_in_timezone(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        """A start without a UTC offset is a time in the schedule's timezone."""
+        if value is None or value.tzinfo is not None:
+            return value
+        zone = info.data.get("timezone", "UTC")
+        try:
+            return value.replace(tzinfo=ZoneInfo(zone))
+        except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(
+                f"has no UTC offset and timezone '{zone}' is not an IANA time zone"
+            ) from None
+
+
+class Event(StrictModel):
+    """Run when the source changes: a sensor polls the source's cheap change probe."""
+
+    event: Literal["source_changes"]
+    min_interval_minutes: int = Field(5, ge=1, description="Minutes between two polls at least.")
+    status: OnOff = "off"
+
+
+def _trigger_kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "on_demand"
+    if isinstance(value, Event) or (isinstance(value, dict) and "event" in value):
+        return "event"
+    return "schedule"
 
 
 Trigger = Annotated[
-    Annotated[Literal["on_demand"], Tag("on_demand")] | Annotated[Schedule, Tag("schedule")],
-    Discriminator(lambda v: "on_demand" if isinstance(v, str) else "schedule"),
+    Annotated[Literal["on_demand"], Tag("on_demand")]
+    | Annotated[Schedule, Tag("schedule")]
+    | Annotated[Event, Tag("event")],
+    Discriminator(_trigger_kind),
 ]
 
 
@@ -520,6 +610,30 @@ class ValidationModel(StrictModel):
     on_failure: Literal["quarantine", "drop", "fail"] = "quarantine"
 
 
+class Partitions(StrictModel):
+    """Dagster time-window partitions on the cursor field: each partition pulls its window."""
+
+    by: Literal["day", "hour"]
+    start: datetime = Field(description="Start of the first partition, in UTC: 2024-01-01.")
+    backfill: Literal["per_partition", "single_run"] = Field(
+        "per_partition",
+        description="A backfill runs each partition on its own, or the whole range in one run.",
+    )
+
+    @field_validator("start")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+    @model_validator(mode="after")
+    def _on_a_boundary(self) -> Partitions:
+        t = self.start
+        if t.minute or t.second or t.microsecond or (self.by == "day" and t.hour):
+            unit = "a day (2024-01-01)" if self.by == "day" else "an hour (2024-01-01T05:00)"
+            raise ValueError(f"start must be the start of {unit}")
+        return self
+
+
 class FlowSpec(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
@@ -529,6 +643,7 @@ class FlowSpec(StrictModel):
     destination: Destination = Field(default_factory=Destination)
     trigger: Trigger = "on_demand"
     validation: ValidationModel | None = None
+    partitions: Partitions | None = None
 
     @property
     def task_specs(self) -> list[BaseModel]:

@@ -19,6 +19,24 @@ def masked_at_source(flow: FlowSpec) -> dict[int, MaskSpec]:
     return {i: s for i, s in enumerate(flow.task_specs) if isinstance(s, MaskSpec)}
 
 
+def raw_masked_fields(flow: FlowSpec) -> list[str]:
+    """Source fields whose raw values the staging area holds for a later mask: each mask's
+    field traced back through the renames before it (none when masked at the source)."""
+    if flow.source.mask_at_source:
+        return []
+    fields = []
+    for i, spec in enumerate(flow.task_specs):
+        if not isinstance(spec, MaskSpec):
+            continue
+        name = spec.field
+        for task in reversed(flow.tasks[:i]):
+            for old, target in (getattr(task, "map", None) or {}).items():
+                if (target if isinstance(target, str) else (target.to or old)) == name:
+                    name = old
+        fields.append(name)
+    return fields
+
+
 def check_masks_at_source(
     flow: FlowSpec, source: pl.Schema, salts: Mapping[int, str], file: str
 ) -> None:

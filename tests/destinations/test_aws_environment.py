@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from flow_assets.definitions import build_definitions
+from flow_assets.definitions import build_definitions, staging_and_errors
 from flow_assets.destinations.s3 import list_keys, published_files
 from flow_assets.environment import S3Staging, Settings
 from flow_assets.runner import QUIET
@@ -46,22 +46,33 @@ def aws_project(project, aws):
 def read_all(s3, prefix: str) -> pl.DataFrame:
     files = published_files(s3, BUCKET, prefix)
     assert files, f"nothing published under {prefix}"
-    frames = [pl.read_parquet(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()))
-              for k in files]  # fmt: skip
-    return pl.concat(frames)
+    bodies = [s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in files]
+    return pl.concat(pl.read_parquet(io.BytesIO(body)) for body in bodies)
 
 
-def test_staged_data_and_rejected_records_live_in_s3(aws_project, instance, sf):
+def test_staged_data_and_rejected_records_live_in_s3(aws_project, instance, sf, tmp_path):
     settings, s3, key_arn = aws_project
     result = run_flow(settings, instance, FLOW)
     assert result.success, failure_message(result)
     meta = materialization(result, FLOW, "records")
     extracted = materialization(result, FLOW, "extracted")
 
-    staged = read_all(s3, f"fb/{FLOW}/extracted/run_id={result.run_id}/")
+    staging, _ = staging_and_errors(settings)
+    prefix = f"fb/{FLOW}/extracted/run_id={result.run_id}/"
+    # Raw emails (masked later) are encrypted with data keys wrapped by the KMS key.
+    copies = published_files(s3, BUCKET, prefix)
+    sides = [k for k in copies if k.endswith(".sensitive.enc.parquet")]
+    assert len(sides) == 1 and len(copies) == 2
+    with pytest.raises(pl.exceptions.ComputeError):  # without the key
+        pl.read_parquet(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=sides[0])["Body"].read()))
+    side = tmp_path / "side.enc.parquet"
+    side.write_bytes(s3.get_object(Bucket=BUCKET, Key=sides[0])["Body"].read())
+    assert staging.cipher().read(side)["Email__c"].drop_nulls().len() > 0  # through KMS
+    staged = pl.concat(staging.read_batches(FLOW, "extracted"))
     assert staged.height == meta["records_read"] > 0
-    local = pl.read_parquet(settings.staging_dir / FLOW / "extracted" / "*.parquet")
-    assert staged.sort("Id").equals(local.sort("Id"))
+    shutil.rmtree(settings.staging_dir)  # what a worker without the local copy fetches
+    staging.restore(extracted["staged_copy"], FLOW, "extracted")
+    assert pl.concat(staging.read_batches(FLOW, "extracted")).sort("Id").equals(staged.sort("Id"))
     assert extracted["staged_copy"].startswith(f"s3://{BUCKET}/fb/{FLOW}/extracted/")
 
     rejected = read_all(s3, f"fb/_errors/{FLOW}__rejected/")

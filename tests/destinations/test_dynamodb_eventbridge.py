@@ -33,7 +33,7 @@ tasks:
   - mask: {field: Email__c, how: sha256}
 """
 INCREMENTAL = SOURCE.replace(
-    "  fields: [Id,", "  incremental: {cursor_field: SystemModstamp}\n  fields: [Id,"
+    "  fields: [Id,", "  incremental: {cursor_field: SystemModstamp, start: all}\n  fields: [Id,"
 )
 TO_EVENTS = (
     "destination:\n  connector: eventbridge\n  eventbridge: {connection: aws_default, "
