@@ -131,6 +131,17 @@ def build_flow(
     )
 
 
+def retry_policy(flow: FlowSpec) -> dg.RetryPolicy | None:
+    """A failed step is tried again within its run, waiting longer each time; a failure that a
+    retry cannot mend (a flow-file mistake) is raised with allow_retries=False."""
+    policy = flow.failure_policy
+    if not policy.retries:
+        return None
+    return dg.RetryPolicy(
+        max_retries=policy.retries, delay=policy.retry_delay_seconds, backoff=dg.Backoff.EXPONENTIAL
+    )
+
+
 def _tags(flow: FlowSpec, connector: str) -> dict[str, str]:
     return {"flowbridge/connector": connector, "flowbridge/object": flow.source.object}
 
@@ -153,6 +164,7 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
         required_resource_keys={conn_key},
         partitions_def=partitions_def(flow),
         backfill_policy=backfill_policy(flow),
+        retry_policy=retry_policy(flow),
     )
     def extracted(context: AssetExecutionContext) -> PageStream:
         client = getattr(context.resources, conn_key).open()
@@ -164,12 +176,12 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
             raise dg.Failure(f"{file}: source: {exc}") from None
         problems = field_reference_problems(flow, fields, str(file))
         if problems:
-            raise dg.Failure(str(FlowFileError(problems)))
+            raise dg.Failure(str(FlowFileError(problems)), allow_retries=False)
         salts = _salts(flow, file)
         try:
             check_masks_at_source(flow, schema.polars_schema(fields), salts, str(file))
         except TaskError as exc:
-            raise dg.Failure(str(exc)) from None
+            raise dg.Failure(str(exc), allow_retries=False) from None
         pushable = [
             f for f in pushable_filters(flow) if client.can_push_down(f, schema.fields[f.field])
         ]
@@ -268,6 +280,7 @@ def _transform_multi_asset(
         can_subset=False,
         partitions_def=partitions_def(flow),
         backfill_policy=backfill_policy(flow),
+        retry_policy=retry_policy(flow),
     )
     def transform(context: AssetExecutionContext, extracted: pl.LazyFrame):
         staging: StagingArea = context.resources.staging
@@ -284,14 +297,14 @@ def _transform_multi_asset(
             try:
                 model = load_model(flow.validation, file.parent, str(file))
             except TaskError as exc:
-                raise dg.Failure(str(exc)) from None
+                raise dg.Failure(str(exc), allow_retries=False) from None
         key = (dest.key or ["Id"])[0]
         try:
             # Planning on an empty frame names a bad task before any data moves.
             out_schema = annotate(pl.LazyFrame(schema=extracted.collect_schema()), flow, salts,
                                   str(file), skip=at_source).collect_schema()  # fmt: skip
         except TaskError as exc:
-            raise dg.Failure(str(exc)) from None
+            raise dg.Failure(str(exc), allow_retries=False) from None
         records_schema = pl.Schema(
             {k: v for k, v in out_schema.items() if k not in (STATUS, REASON)}
         )
@@ -312,7 +325,9 @@ def _transform_multi_asset(
                     if model is not None:
                         annotated = apply_model(annotated, model, flow.validation.on_failure)
                 except (TaskError, pl.exceptions.PolarsError) as exc:
-                    raise dg.Failure(f"{file}: tasks: {short_error(exc)}") from None
+                    raise dg.Failure(
+                        f"{file}: tasks: {short_error(exc)}", allow_retries=False
+                    ) from None
                 tally.add(annotated, key)
                 loaded = annotated.filter(pl.col(STATUS).is_null()).drop(STATUS, REASON)
                 check.add(loaded)
@@ -329,6 +344,7 @@ def _transform_multi_asset(
                 f"(e.g. {'; '.join(tally.failed_examples)}); nothing was written and the cursor "
                 "did not move",
                 metadata=outcome.as_metadata(),
+                allow_retries=False,  # a retry reads the same records
             )
         # A partition pulls its own window: the flow's cursor stays where it is.
         cursor = None if partitions else new_cursor(context.instance, flow, extracted)

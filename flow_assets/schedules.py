@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
 
+from flow_assets.partitions import partitions_def
+from flow_assets.pausing import pause_reason
 from flow_assets.schedule_timing import OffsetError, not_before, offset_cron
 from flow_assets.spec.errors import FlowFileError
 from flow_assets.spec.models import FlowSpec, Schedule
@@ -61,7 +64,7 @@ def schedule_for(flow: FlowSpec, file: Path, job) -> dg.ScheduleDefinition:
             cron_schedule=cron,
             execution_timezone=trigger.timezone,
             job=job,
-            execution_fn=not_before(start) if start else None,
+            execution_fn=_evaluation(flow, start),
             description=f"{trigger.schedule} ({cron} {trigger.timezone}), from {file.name}"
             + (f", not before {start.isoformat()}" if start else ""),
             default_status=(
@@ -72,3 +75,27 @@ def schedule_for(flow: FlowSpec, file: Path, job) -> dg.ScheduleDefinition:
         )
     except (ScheduleError, dg.DagsterInvalidDefinitionError) as exc:
         raise FlowFileError.single(str(file), "trigger.schedule", str(exc)) from None
+
+
+def _evaluation(flow: FlowSpec, start: datetime | None):  # noqa: ANN202
+    """Each tick: nothing while the flow is paused after failures (saying why) or before its
+    start; a partitioned flow's tick runs the latest partition whose window has closed."""
+    before = not_before(start) if start else None
+    partitions = partitions_def(flow)
+
+    def evaluate(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        # Only a flow with pause_after looks at its run history.
+        paused = flow.failure_policy.pause_after and pause_reason(context.instance, flow)
+        if paused:
+            return dg.SkipReason(paused)
+        if before is not None and isinstance(skip := before(context), dg.SkipReason):
+            return skip
+        if partitions is None:
+            return dg.RunRequest()
+        keys = partitions.get_partition_keys(current_time=context.scheduled_execution_time)
+        if not keys:
+            return dg.SkipReason(f"no window of flow {flow.name} has closed yet")
+        key = keys[-1]
+        return dg.RunRequest(run_key=f"{flow.name}:{key}", partition_key=key)
+
+    return evaluate

@@ -14,6 +14,7 @@ from flow_assets.connectors import resource_key
 from flow_assets.connectors.base import ChangeProbe, ReadRequest
 from flow_assets.connectors.errors import ConnectorError
 from flow_assets.cursor import last_cursor
+from flow_assets.pausing import pause_reason
 from flow_assets.spec.models import Event, FlowSpec
 from flow_assets.transforms import pushable_filters
 
@@ -63,6 +64,10 @@ def source_changes_sensor(flow: FlowSpec, file: Path, job) -> dg.SensorDefinitio
         ),
     )
     def source_changes(context: dg.SensorEvaluationContext):
+        # Only a flow with pause_after looks at its run history.
+        paused = flow.failure_policy.pause_after and pause_reason(context.instance, flow)
+        if paused:
+            return dg.SkipReason(paused)
         since = _baseline(context, flow)
         try:
             newest = _ask(context, conn_key, replace(probe, cursor_after=since))

@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def dagster_dev(tmp_path):
+def dagster_dev(tmp_path, sf):  # sf: the sandbox's address and credentials in the environment
     port = free_port()
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -67,3 +67,56 @@ def test_ui_shows_group_check_and_schedule(dagster_dev):
     assert nodes[f"{flow}/records"]["assetChecksOrError"]["checks"] == [{"name": "schema"}]
     schedules = [s for repo in data["repositoriesOrError"]["nodes"] for s in repo["schedules"]]
     assert {"name": f"{flow}_schedule", "cronSchedule": "0 0 * * *"} in schedules
+
+
+LAUNCH = """mutation($selector: JobOrPipelineSelector!) {
+  launchRun(executionParams: {selector: $selector}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+STATUS = """query($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"""
+MATERIALIZED = """query($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) { ... on Asset {
+    assetMaterializations(limit: 1) { runId metadataEntries {
+      label ... on IntMetadataEntry { intValue } ... on TextMetadataEntry { text } } }
+  } }
+}"""
+
+
+def graphql(url: str, query: str, **variables) -> dict:
+    answer = requests.post(url, json={"query": query, "variables": variables}, timeout=60)
+    answer.raise_for_status()
+    body = answer.json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+def test_a_flow_launched_through_graphql_succeeds_with_its_counts(dagster_dev, sf):
+    flow = "salesforce_big_opportunities"
+    repos = graphql(dagster_dev, "{ repositoriesOrError { ... on RepositoryConnection { "
+                    "nodes { name location { name } } } } }")["repositoriesOrError"]["nodes"]  # fmt: skip
+    selector = {"repositoryLocationName": repos[0]["location"]["name"],
+                "repositoryName": repos[0]["name"], "jobName": f"{flow}_job"}  # fmt: skip
+    launched = graphql(dagster_dev, LAUNCH, selector=selector)["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    deadline, status = time.monotonic() + 120, None
+    while time.monotonic() < deadline:
+        status = graphql(dagster_dev, STATUS, runId=run_id)["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(1)
+    assert status == "SUCCESS"
+    (mat,) = graphql(dagster_dev, MATERIALIZED, path=[flow, "records"])["assetOrError"][
+        "assetMaterializations"
+    ]
+    assert mat["runId"] == run_id
+    meta = {e["label"]: e.get("intValue", e.get("text")) for e in mat["metadataEntries"]}
+    assert meta["records_read"] == (
+        meta["records_loaded"] + meta["records_filtered"] + meta["records_rejected"]
+    )
+    assert meta["records_read"] > 0 and meta["masked_fields"] == "Email__c"

@@ -634,6 +634,20 @@ class Partitions(StrictModel):
         return self
 
 
+class FailurePolicy(StrictModel):
+    """What failures do: a failed step is tried again within its run; after `pause_after`
+    failed runs in a row the schedule or sensor stops requesting runs and says why (AppFlow's
+    flowErrorDeactivationThreshold) until a run succeeds."""
+
+    retries: int = Field(0, ge=0, le=10, description="Extra attempts of a failed step.")
+    retry_delay_seconds: int = Field(
+        30, ge=0, le=3600, description="Wait before the first retry; it doubles after each."
+    )
+    pause_after: int | None = Field(
+        None, ge=1, le=100, description="Failed runs in a row that pause the trigger."
+    )
+
+
 class FlowSpec(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
@@ -644,6 +658,7 @@ class FlowSpec(StrictModel):
     trigger: Trigger = "on_demand"
     validation: ValidationModel | None = None
     partitions: Partitions | None = None
+    failure_policy: FailurePolicy = Field(default_factory=FailurePolicy)
 
     @property
     def task_specs(self) -> list[BaseModel]:

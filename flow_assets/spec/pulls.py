@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flow_assets.spec.errors import Problem, ProblemList
-from flow_assets.spec.models import FlowSpec
+from flow_assets.spec.models import Event, FlowSpec
 
 
 def pull_problems(flow: FlowSpec, file: str) -> list[Problem]:
@@ -23,12 +23,12 @@ def pull_problems(flow: FlowSpec, file: str) -> list[Problem]:
                 "partitions split the source on its cursor field: add "
                 "source.incremental: {cursor_field: ...}",
             )  # fmt: skip
-        if flow.trigger != "on_demand":
+        if isinstance(flow.trigger, Event):
             problems.add(
                 file, "trigger",
-                "a partitioned flow runs partition by partition (backfills, `flowbridge run "
-                "--partition KEY`), which schedules and sensors do not name yet: use "
-                "trigger: on_demand, or remove partitions",
+                "a partitioned flow runs partition by partition: a schedule runs the latest "
+                "closed window each tick, but a change event names no partition; use a "
+                "schedule or on_demand, or remove partitions",
             )  # fmt: skip
         if dest.write == "overwrite":
             problems.add(

@@ -92,8 +92,9 @@ def test_the_options_load(tmp_path):
             "the records of the others",
         ),
         (
-            lambda t: t + 'trigger: {schedule: "rate(1 day)"}\n',
-            "trigger: a partitioned flow runs partition by partition",
+            lambda t: t + "trigger: {event: source_changes}\n",
+            "trigger: a partitioned flow runs partition by partition: a schedule runs the latest "
+            "closed window each tick, but a change event names no partition",
         ),
     ],
     ids=[
@@ -105,7 +106,7 @@ def test_the_options_load(tmp_path):
         "partition-unit",
         "partitions-without-cursor",
         "partitions-overwrite",
-        "partitions-schedule",
+        "partitions-event",
     ],
 )
 def test_bad_pull_options(tmp_path, edit, expected):
