@@ -1,5 +1,6 @@
 """One flow spec -> its Dagster assets, asset check, job and schedule."""
 
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ import polars as pl
 from dagster import AssetExecutionContext
 
 from flow_assets.audit import audit_hooks
-from flow_assets.connectors import SOURCE_CONNECTORS, resource_key
+from flow_assets.connectors import SOURCE_CONNECTORS, open_source, resource_key
 from flow_assets.connectors.base import ReadRequest
 from flow_assets.connectors.errors import ConnectorError
 from flow_assets.cursor import CURSOR, new_cursor
@@ -18,6 +19,7 @@ from flow_assets.destinations.staging import PageStream, StagingArea
 from flow_assets.destinations.staging_paths import staging_parts
 from flow_assets.partitions import backfill_policy, partitions_def, run_partitions
 from flow_assets.pull import flag_deleted, read_fields, read_window
+from flow_assets.s3_sensor import new_objects_sensor
 from flow_assets.schedules import schedule_for
 from flow_assets.sensors import source_changes_sensor
 from flow_assets.spec.env import resolve
@@ -125,7 +127,10 @@ def build_flow(
     schedules = []
     if isinstance(flow.trigger, Schedule):
         schedules.append(schedule_for(flow, file, job))
-    sensors = [source_changes_sensor(flow, file, job)] if isinstance(flow.trigger, Event) else []
+    sensors = []
+    if isinstance(flow.trigger, Event):  # new_objects: an S3 source's arrivals
+        build = new_objects_sensor if flow.trigger.event == "new_objects" else source_changes_sensor
+        sensors.append(build(flow, file, job))
     return dg.Definitions(
         assets=[extracted, transform], jobs=[job], schedules=schedules, sensors=sensors
     )
@@ -143,7 +148,9 @@ def retry_policy(flow: FlowSpec) -> dg.RetryPolicy | None:
 
 
 def _tags(flow: FlowSpec, connector: str) -> dict[str, str]:
-    return {"flowbridge/connector": connector, "flowbridge/object": flow.source.object}
+    # A tag value is at most 63 of A-Z a-z 0-9 _ . - (an S3 source's bucket/prefix has '/').
+    value = re.sub(r"[^A-Za-z0-9_.-]", "_", flow.source.object)[:63]
+    return {"flowbridge/connector": connector, "flowbridge/object": value}
 
 
 def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> dg.AssetsDefinition:
@@ -167,7 +174,7 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
         retry_policy=retry_policy(flow),
     )
     def extracted(context: AssetExecutionContext) -> PageStream:
-        client = getattr(context.resources, conn_key).open()
+        client = open_source(getattr(context.resources, conn_key), src)
         try:
             schema = client.describe(src.object)
             fields = list(src.fields or schema.fields)
@@ -195,6 +202,7 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
             cursor_after=window.after,
             cursor_from=window.start,
             cursor_before=window.end,
+            start_after=window.after_key,
             page_size=src.page_size,
             include_deleted=src.include_deleted,
         )

@@ -1,6 +1,7 @@
 """What one run pulls: the window on the cursor field (its partition's; else past the
-high-water mark less the lookback, the flow's start, or AppFlow's last 30 days), and the
-soft-delete flag of records read with include_deleted."""
+high-water mark less the lookback, the flow's start, or AppFlow's last 30 days; for an S3
+source's object-key cursor, the objects after the last key read), and the soft-delete flag of
+records read with include_deleted."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import polars as pl
 
-from flow_assets.cursor import last_cursor
+from flow_assets.cursor import last_cursor, last_key
 from flow_assets.spec.models import FlowSpec
+from flow_assets.spec.s3_source import by_object_key
 
 FIRST_RUN_DAYS = 30  # AppFlow's first incremental run pulls the past 30 days
 DELETED = "_fb_deleted"  # the soft-delete flag: true for a record deleted at the source
@@ -26,8 +28,11 @@ class Window:
     after: datetime | None = None
     start: datetime | None = None
     end: datetime | None = None
+    after_key: str | None = None  # an S3 source's object-key cursor: objects after this key
 
     def describe(self) -> str:
+        if self.after_key is not None:
+            return f"objects after {self.after_key}"
         if self.start is not None and self.end is not None:
             return f"[{self.start.isoformat()}, {self.end.isoformat()})"
         return f"after {self.after.isoformat()}" if self.after else "(full read)"
@@ -50,6 +55,8 @@ def read_window(
     incremental = flow.source.incremental
     if incremental is None:
         return Window()
+    if by_object_key(flow):  # the first run (or a full refresh) reads every object
+        return Window(after_key=None if full_refresh else last_key(context.instance, flow))
     stored = None if full_refresh else last_cursor(context.instance, flow)
     if stored is not None:
         return Window(after=stored - (incremental.lookback or timedelta(0)))

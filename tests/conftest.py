@@ -237,3 +237,14 @@ def add_postgres_warehouse(project, postgres, name: str, bucket: str, **extra: s
   staging_bucket: {bucket}
 {lines}"""
     )
+
+
+def sensor_tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor=None):
+    """One tick of a sensor as the daemon evaluates it, with the resources it requires (the
+    daemon builds no others: their variables need not be set)."""
+    sensor = defs.resolve_sensor_def(name)
+    needed = {k: v for k, v in defs.resources.items() if k in sensor.required_resource_keys}
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=needed, definitions=defs
+    ) as context:
+        return sensor.evaluate_tick(context)

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from flow_assets.connectors import SOURCE_CONNECTORS
 from flow_assets.definitions import build_definitions
 from flow_assets.environment import Settings
 from tests.conftest import REPO
@@ -52,7 +53,7 @@ def test_assets_carry_kinds_tags_and_descriptions():
         node = graph.get(key)
         assert node.description, key
         assert node.kinds, key
-        assert node.tags.get("flowbridge/connector") == "salesforce", key
+        assert node.tags.get("flowbridge/connector") in SOURCE_CONNECTORS, key
         assert node.group_name == key.path[0]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from flow_assets.definitions import build_definitions
 from flow_assets.spec import FlowFileError, load_flow_file
-from tests.conftest import failure_message, materialization, run_flow
+from tests.conftest import failure_message, materialization, run_flow, sensor_tick
 
 FLOW = "salesforce_big_opportunities"  # schedule rate(1 day), lake upsert
 
@@ -92,12 +92,7 @@ def test_failed_runs_pause_an_event_sensor_too(project, instance, sf):
     set_policy(project, flow, "{pause_after: 1}")
     break_the_lake(project)
     assert not run_flow(project, instance, flow).success
-    defs = build_definitions(project)
-    sensor = defs.resolve_sensor_def(f"{flow}_source_changes")
-    with dg.build_sensor_context(
-        instance=instance, resources=defs.resources, definitions=defs
-    ) as context:
-        data = sensor.evaluate_tick(context)
+    data = sensor_tick(build_definitions(project), f"{flow}_source_changes", instance)
     assert data.run_requests == []
     assert data.skip_message.startswith(f"paused: the last 1 runs of flow {flow} failed")
 

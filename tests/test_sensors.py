@@ -18,7 +18,14 @@ from flow_assets.runner import QUIET
 from flow_assets.sandbox import SalesforceSandbox
 from flow_assets.sensors import CHANGES_TAG
 from flow_assets.spec.models import FilterSpec
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, copy_project, materialization, stored_cursor
+from tests.conftest import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    copy_project,
+    materialization,
+    sensor_tick,
+    stored_cursor,
+)
 
 FLOW = "salesforce_changes_to_lake"
 SENSOR = f"{FLOW}_source_changes"
@@ -45,12 +52,7 @@ def project(tmp_path, sandbox_of_our_own) -> Settings:
 
 def evaluate(settings: Settings, instance, cursor: str | None = None):
     """One tick of the flow's sensor, as the daemon evaluates it: run requests, skip, cursor."""
-    defs = build_definitions(settings)
-    sensor = defs.resolve_sensor_def(SENSOR)
-    with dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources=defs.resources, definitions=defs
-    ) as context:
-        return sensor.evaluate_tick(context)
+    return sensor_tick(build_definitions(settings), SENSOR, instance, cursor)
 
 
 def run(settings: Settings, instance, request: dg.RunRequest | None = None):

@@ -10,20 +10,25 @@ from pydantic import ValidationError
 from flow_assets.connectors.aws import AwsConnection
 from flow_assets.connectors.base import FieldInfo, ObjectSchema, ReadRequest, SourceClient
 from flow_assets.connectors.errors import ConnectorError
+from flow_assets.connectors.hubspot import HubSpotConnection
 from flow_assets.connectors.redshift import RedshiftConnection
+from flow_assets.connectors.s3_source import S3SourceClient
 from flow_assets.connectors.salesforce import SalesforceConnection
+from flow_assets.connectors.zendesk import ZendeskConnection
 from flow_assets.spec.env import env_name, resolve
 from flow_assets.spec.errors import FlowFileError, Problem, did_you_mean
 from flow_assets.spec.loading import pydantic_problems
-from flow_assets.spec.models import ConnectionSpec
+from flow_assets.spec.models import ConnectionSpec, Source
 
 CONNECTION_TYPES: dict[str, type[dg.ConfigurableResource]] = {
     "salesforce": SalesforceConnection,
     "aws": AwsConnection,
     "redshift": RedshiftConnection,
+    "zendesk": ZendeskConnection,
+    "hubspot": HubSpotConnection,
 }
-# Connectors a flow can read from (their resources open a SourceClient).
-SOURCE_CONNECTORS = ("salesforce",)
+# Connectors a flow can read from (open_source gives their SourceClient); aws: S3 objects.
+SOURCE_CONNECTORS = ("salesforce", "aws", "zendesk", "hubspot")
 
 __all__ = [
     "CONNECTION_TYPES",
@@ -34,12 +39,23 @@ __all__ = [
     "ReadRequest",
     "SourceClient",
     "connection_resource",
+    "open_source",
     "resource_key",
 ]
 
 
 def resource_key(connection: str) -> str:
     return f"connection_{connection}"
+
+
+def open_source(
+    resource: dg.ConfigurableResource, source: Source, max_attempts: int | None = None
+) -> SourceClient:
+    """An open session to a flow's source: the resource's own, or for an aws connection the S3
+    objects under source.object, read as source.format."""
+    if isinstance(resource, AwsConnection):
+        return S3SourceClient(resource, source.format or "parquet", max_attempts)
+    return resource.open(max_attempts=max_attempts)
 
 
 def connection_resource(name: str, spec: ConnectionSpec, file: Path) -> dg.ConfigurableResource:

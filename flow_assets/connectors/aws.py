@@ -13,6 +13,7 @@ def aws_client(
     endpoint_url: str | None = None,
     profile_name: str | None = None,
     max_attempts: int = 8,
+    connect_timeout: float = 60,
 ) -> Any:
     """A boto3 client with botocore's standard retries (throttling, 5xx). boto3 is imported
     here, not at module import: loading the definitions should not pay for it."""
@@ -21,7 +22,10 @@ def aws_client(
 
     session = boto3.session.Session(profile_name=profile_name or None, region_name=region_name)
     # total_max_attempts counts the first call; botocore's max_attempts would count retries.
-    config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+    )
     return session.client(service, endpoint_url=endpoint_url or None, config=config)
 
 
@@ -38,10 +42,23 @@ class AwsConnection(dg.ConfigurableResource):
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def client(self, service: str) -> Any:
+    def client(
+        self, service: str, max_attempts: int | None = None, connect_timeout: float = 60
+    ) -> Any:
+        """max_attempts: the connection's unless given (a sensor makes one attempt per tick)."""
         return aws_client(
-            service, self.region_name, self.endpoint_url, self.profile_name, self.max_attempts
+            service, self.region_name, self.endpoint_url, self.profile_name,
+            max_attempts or self.max_attempts, connect_timeout,
+        )  # fmt: skip
+
+    def has_credentials(self) -> bool:
+        """Whether boto3's credential chain finds any (it does not check them)."""
+        import boto3
+
+        session = boto3.session.Session(
+            profile_name=self.profile_name or None, region_name=self.region_name
         )
+        return session.get_credentials() is not None
 
     def storage_options(self) -> dict[str, str]:
         """The same credentials and endpoint, for writers that speak S3 themselves (deltalake).

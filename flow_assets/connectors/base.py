@@ -51,6 +51,7 @@ class ReadRequest:
     cursor_after: datetime | None = None  # cursor > this (the high-water mark)
     cursor_from: datetime | None = None  # cursor >= this (a partition's start)
     cursor_before: datetime | None = None  # cursor < this (a partition's end)
+    start_after: str | None = None  # S3: only objects whose key sorts after this one
     page_size: int | None = None
     include_deleted: bool = False  # deleted (recycle bin) records too, where the source keeps them
 

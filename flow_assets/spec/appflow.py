@@ -25,7 +25,7 @@ from flow_assets.spec.models import FlowSpec, Task
 
 CFN_TYPE = "AWS::AppFlow::Flow"
 # Sources Flowbridge can read today (connectors/ says the same, but it pulls in Dagster).
-READABLE = ("salesforce",)
+READABLE = ("salesforce", "s3")
 # AppFlow connectors without a connector profile: they use the account's own AWS access.
 AWS_CONNECTORS = ("S3", "EventBridge")
 AWS_CONNECTION = "aws_default"
@@ -290,6 +290,9 @@ class _Importer:
                 if p.strip("/")
             )
             self.note(props_path, "the bucket and prefix are the source's object")
+            file_type = props.get("s3InputFormatConfig", {}).get("s3InputFileType")
+            if file_type:
+                source["format"] = FILE_TYPES[file_type]
         else:
             source["object"] = props["object"]
         why = {
@@ -297,9 +300,8 @@ class _Importer:
             "object describes at run time",
             "includeDeletedRecords": "false is Flowbridge's default (source.include_deleted)",
             "dataTransferApi": "Flowbridge picks the Salesforce API itself",
-            "s3InputFormatConfig": "no flow-file setting for the input file type yet",
         }
-        carried = ["object", "bucketName", "bucketPrefix"]
+        carried = ["object", "bucketName", "bucketPrefix", "s3InputFormatConfig"]
         if props.get("includeDeletedRecords") is True:
             source["include_deleted"] = True  # queryAll, with the _fb_deleted flag
             carried.append("includeDeletedRecords")
@@ -628,7 +630,8 @@ class _Importer:
         if fields:
             source["fields"] = list(dict.fromkeys(fields))
             source_keys = [
-                "connector", "connection", "object", "fields", "incremental", "include_deleted"
+                "connector", "connection", "object", "format", "fields", "incremental",
+                "include_deleted",
             ]  # fmt: skip
             ordered = {k: source[k] for k in source_keys if k in source}
             source.clear()

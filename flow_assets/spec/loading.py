@@ -45,6 +45,7 @@ from flow_assets.spec.models import (
     task_kind,
 )
 from flow_assets.spec.pulls import pull_problems
+from flow_assets.spec.s3_source import names_of, s3_source_problems
 
 CONNECTIONS_FILE = "connections.yaml"
 # Keys whose values are secrets wherever they appear: they must be ${ENV_VAR} references.
@@ -272,7 +273,7 @@ def _reference_problems(
                 f"'{src.connection}' is not defined in {CONNECTIONS_FILE}"
                 f"{did_you_mean(src.connection, connections)}",
             )
-        elif src.connector and src.connector != connections[src.connection].connector:
+        elif src.connector and src.connector not in names_of(connections[src.connection]):
             problems.add(
                 file,
                 "source.connector",
@@ -287,6 +288,7 @@ def _reference_problems(
             f"{did_you_mean(src.incremental.cursor_field, src.fields)}; add it to source.fields",
         )
     problems.extend(pull_problems(flow, file))
+    problems.extend(s3_source_problems(flow, file, connections))
     if src.fields is None:
         return problems  # without a field list the names are checked against the source's describe
     problems.extend(field_reference_problems(flow, list(src.fields), file))

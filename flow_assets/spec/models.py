@@ -80,7 +80,10 @@ class Incremental(StrictModel):
 class Source(StrictModel):
     connection: str = Field(description="A connection named in flow_defs/connections.yaml.")
     connector: str | None = Field(None, description="Optional; must match the connection's.")
-    object: str
+    object: str = Field(description="What to read; an S3 source (aws connection): bucket/prefix.")
+    format: Literal["parquet", "csv", "jsonl"] | None = Field(
+        None, description="S3 sources: the objects' file type; parquet when omitted."
+    )
     fields: list[str] | None = Field(None, min_length=1, description="All fields when omitted.")
     incremental: Incremental | None = None
     page_size: int | None = Field(None, gt=0)
@@ -576,9 +579,10 @@ class Schedule(StrictModel):
 
 
 class Event(StrictModel):
-    """Run when the source changes: a sensor polls the source's cheap change probe."""
+    """Run when the source changes: a sensor polls the source's cheap change probe
+    (source_changes), or lists the keys after the last one seen (new_objects, S3 sources)."""
 
-    event: Literal["source_changes"]
+    event: Literal["source_changes", "new_objects"]
     min_interval_minutes: int = Field(5, ge=1, description="Minutes between two polls at least.")
     status: OnOff = "off"
 

@@ -9,9 +9,11 @@ from polars.testing import assert_frame_equal
 from flow_assets.connectors.base import ReadRequest
 from flow_assets.connectors.errors import ConnectorError
 from tests.acceptance.harness import FAULTS, Harness, open_client
+from tests.acceptance.hubspot import HUBSPOT
 from tests.acceptance.salesforce import SALESFORCE
+from tests.acceptance.zendesk import ZENDESK
 
-HARNESSES = [SALESFORCE]
+HARNESSES = [SALESFORCE, ZENDESK, HUBSPOT]
 
 
 @pytest.fixture(scope="module", params=HARNESSES, ids=lambda h: h.connector)

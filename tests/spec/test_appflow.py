@@ -10,7 +10,7 @@ import botocore.validate
 import pytest
 
 from flow_assets.cli import main
-from flow_assets.spec import FlowFileError, load_flow_file
+from flow_assets.spec import FlowFileError, load_connections, load_flow_file
 from flow_assets.spec.appflow import import_appflow, to_yaml
 from flow_assets.spec.appflow_export import export_file
 from flow_assets.spec.appflow_model import check, request_shape
@@ -158,6 +158,7 @@ def test_s3_to_salesforce_upsert():
         "connector": "s3",
         "connection": "aws_default",
         "object": "flowbridge-inbound/contacts",
+        "format": "csv",  # s3InputFileType
         "fields": ["email", "first_name", "last_name", "phone"],
     }
     assert flow["tasks"] == [
@@ -167,11 +168,11 @@ def test_s3_to_salesforce_upsert():
     assert flow["destination"] == {"connector": "salesforce", "write": "upsert", "key": ["Email"]}
     # AppFlow's cron(0 6 ? * MON-FRI *) as five fields.
     assert flow["trigger"] == {"schedule": "0 6 * * MON-FRI", "timezone": "Europe/Berlin"}
-    assert "no s3 source connector yet" in reported(conversion, "sourceFlowConfig.connectorType")
+    # Flowbridge reads S3 (tests/connectors/test_s3_source.py runs such an import).
+    assert not [line for line in conversion.not_carried if line.startswith("sourceFlowConfig")]
     props = "destinationFlowConfigList[0].destinationConnectorProperties.Salesforce"
     assert "object 'Contact' and connection 'sfdc-prod'" in reported(conversion, props)
     reported(conversion, f"{props}.errorHandlingConfig")
-    reported(conversion, "sourceFlowConfig.sourceConnectorProperties.S3.s3InputFormatConfig")
 
 
 def test_zendesk_to_redshift():
@@ -588,13 +589,19 @@ def test_cli_import_writes_the_flow_file_and_reports(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert f"wrote {out}" in captured.out
-    assert "not carried over: sourceFlowConfig.connectorType: Flowbridge has no s3" in captured.err
+    assert (
+        "not carried over: destinationFlowConfigList[0].destinationConnectorProperties."
+        "Salesforce: Flowbridge has no salesforce destination" in captured.err
+    )
+    assert "not carried over: sourceFlowConfig" not in captured.err  # S3 is a source
     assert "note: flowName: 'inbound-contacts-to-salesforce' is named" in captured.err
     assert "aws_default" not in captured.err  # it is in connections.yaml
     text = out.read_text()
     assert text.startswith("# Imported from s3_to_salesforce_upsert.json")
     assert "#   - destinationFlowConfigList[0].destinationConnectorProperties.Salesforce: " in text
-    assert load_flow_file(out).destination.key == ["Email"]
+    # connector: s3 on an aws connection (AppFlow's S3 source) loads.
+    connections = load_connections(tmp_path / "connections.yaml")
+    assert load_flow_file(out, connections).destination.key == ["Email"]
     # A second import does not overwrite the file unless asked to.
     code = main(["import-appflow", str(FIXTURES / "s3_to_salesforce_upsert.json"), "-o", str(out)])
     assert code == 1
