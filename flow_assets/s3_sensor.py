@@ -11,7 +11,7 @@ import dagster as dg
 from flow_assets.connectors import resource_key
 from flow_assets.connectors.s3_source import S3Object, aws_errors, is_data_object, s3_error
 from flow_assets.cursor import last_key
-from flow_assets.pausing import pause_reason
+from flow_assets.sensors import event_sensor
 from flow_assets.spec.models import Event, FlowSpec
 from flow_assets.spec.s3_source import split_object
 
@@ -23,10 +23,6 @@ CONNECT_TIMEOUT = 10  # seconds: an endpoint that does not answer must not hold 
 
 class ListFailed(Exception):
     """The prefix could not be listed; the message is safe to show (no secrets)."""
-
-
-def sensor_name(flow: FlowSpec) -> str:
-    return f"{flow.name}_new_objects"
 
 
 def run_key(key: str) -> str:
@@ -44,27 +40,15 @@ def new_objects_sensor(flow: FlowSpec, file: Path, job) -> dg.SensorDefinition:
     bucket, prefix = split_object(src.object)
     where = f"s3://{bucket}/{prefix}"
 
-    @dg.sensor(
-        name=sensor_name(flow),
-        job=job,
-        minimum_interval_seconds=trigger.min_interval_minutes * 60,
-        default_status=(
-            dg.DefaultSensorStatus.RUNNING
-            if trigger.status == "on"
-            else dg.DefaultSensorStatus.STOPPED
-        ),
-        required_resource_keys={conn_key},
-        description=(
+    @event_sensor(
+        flow, job, conn_key,
+        (
             f"Lists {where} through connection '{src.connection}' every "
             f"{trigger.min_interval_minutes} min at most, from the key after the last one seen "
             f"(StartAfter), and runs {flow.name} when new data objects arrived. From {file.name}."
         ),
-    )
+    )  # fmt: skip
     def new_objects(context: dg.SensorEvaluationContext):
-        # Only a flow with pause_after looks at its run history.
-        paused = flow.failure_policy.pause_after and pause_reason(context.instance, flow)
-        if paused:
-            return dg.SkipReason(paused)
         since = _baseline(context, flow)
         try:
             listed = _list(getattr(context.resources, conn_key), bucket, prefix, since)

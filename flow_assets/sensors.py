@@ -35,6 +35,38 @@ def run_key(watermark: datetime) -> str:
     return f"changes-through-{watermark.isoformat()}"
 
 
+def event_sensor(flow: FlowSpec, job, conn_key: str, description: str):  # noqa: ANN201
+    """What every event trigger's sensor shares: named `<flow>_<event>`, polling at most every
+    min_interval_minutes, on or off as the flow file says, with the source's connection, and
+    skipping (saying why) while the flow is paused after failures."""
+    trigger = flow.trigger
+    assert isinstance(trigger, Event)
+
+    def decorate(evaluate):  # noqa: ANN001, ANN202
+        @dg.sensor(
+            name=f"{flow.name}_{trigger.event}",
+            job=job,
+            minimum_interval_seconds=trigger.min_interval_minutes * 60,
+            default_status=(
+                dg.DefaultSensorStatus.RUNNING
+                if trigger.status == "on"
+                else dg.DefaultSensorStatus.STOPPED
+            ),
+            required_resource_keys={conn_key},
+            description=description,
+        )
+        def sensor(context: dg.SensorEvaluationContext):  # noqa: ANN202
+            # Only a flow with pause_after looks at its run history.
+            paused = flow.failure_policy.pause_after and pause_reason(context.instance, flow)
+            if paused:
+                return dg.SkipReason(paused)
+            return evaluate(context)
+
+        return sensor
+
+    return decorate
+
+
 def source_changes_sensor(flow: FlowSpec, file: Path, job) -> dg.SensorDefinition:
     """`trigger: {event: source_changes}`: poll the source's change probe, at most every
     `min_interval_minutes`, from the newest change seen (the sensor's cursor, ISO text)."""
@@ -47,27 +79,15 @@ def source_changes_sensor(flow: FlowSpec, file: Path, job) -> dg.SensorDefinitio
     probe = ReadRequest(object=src.object, fields=[], filters=pushable_filters(flow),
                         cursor_field=field, include_deleted=src.include_deleted)  # fmt: skip
 
-    @dg.sensor(
-        name=sensor_name(flow),
-        job=job,
-        minimum_interval_seconds=trigger.min_interval_minutes * 60,
-        default_status=(
-            dg.DefaultSensorStatus.RUNNING
-            if trigger.status == "on"
-            else dg.DefaultSensorStatus.STOPPED
-        ),
-        required_resource_keys={conn_key},
-        description=(
+    @event_sensor(
+        flow, job, conn_key,
+        (
             f"Asks connection '{src.connection}' every {trigger.min_interval_minutes} min at "
             f"most whether {src.object} records changed ({field or 'the source change stamp'} "
             f"past the newest change seen) and runs {flow.name} once per change. From {file.name}."
         ),
-    )
+    )  # fmt: skip
     def source_changes(context: dg.SensorEvaluationContext):
-        # Only a flow with pause_after looks at its run history.
-        paused = flow.failure_policy.pause_after and pause_reason(context.instance, flow)
-        if paused:
-            return dg.SkipReason(paused)
         since = _baseline(context, flow)
         try:
             newest = _ask(context, conn_key, replace(probe, cursor_after=since))
