@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("flow")
     p.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
 
-    p = sub.add_parser("sandbox", help="run the local Salesforce-compatible server")
+    p = sub.add_parser(
+        "sandbox", help="run the local SaaS sandboxes (Salesforce, HubSpot, Zendesk) from --port"
+    )
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--records", type=int, default=5000)
     p.add_argument("--seed", type=int, default=7)
@@ -55,11 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "runs":
         return _runs(args)
     if args.command == "sandbox":
-        from flow_assets.sandbox.salesforce import serve_forever_cli
+        from flow_assets.sandbox.serve import serve_all
 
-        return serve_forever_cli(
-            ["--port", str(args.port), "--records", str(args.records), "--seed", str(args.seed)]
-        )
+        return serve_all(args.port, args.records, args.seed)
     if args.command == "demo":
         from flow_assets.demo import run_demo
 

@@ -1,0 +1,30 @@
+"""`flowbridge sandbox` serves every bundled sandbox; the connections of connections.yaml reach
+each with the credentials the Makefile exports."""
+
+import dagster as dg
+
+from flow_assets.connectors.hubspot import HubSpotConnection
+from flow_assets.connectors.salesforce import SalesforceConnection
+from flow_assets.connectors.zendesk import ZendeskConnection
+from flow_assets.sandbox.serve import SANDBOXES, start_all
+
+# As the Makefile exports them for `make ui`.
+CLIENT = {"client_id": "flowbridge-sandbox", "client_secret": "sandbox-secret"}
+
+
+def test_every_sandbox_starts_and_answers_its_connection():
+    sandboxes = start_all(0, 50, 7)
+    try:
+        assert list(sandboxes) == list(SANDBOXES)
+        connections = {
+            "Salesforce": SalesforceConnection(login_url=sandboxes["Salesforce"].url, **CLIENT),
+            "HubSpot": HubSpotConnection(base_url=sandboxes["HubSpot"].url,
+                                         refresh_token="na1-sandbox-refresh-token", **CLIENT),
+            "Zendesk": ZendeskConnection(base_url=sandboxes["Zendesk"].url, **CLIENT),
+        }  # fmt: skip
+        for connection in connections.values():
+            with dg.build_resources({"c": connection}) as resources:
+                resources.c.open().check()  # raises naming the connection if refused
+    finally:
+        for sandbox in sandboxes.values():
+            sandbox.stop()
