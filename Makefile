@@ -20,12 +20,16 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export SALESFORCE_SANDBOX_CLIENT_ID ?= flowbridge-sandbox
 export SALESFORCE_SANDBOX_CLIENT_SECRET ?= sandbox-secret
 export SALESFORCE_SANDBOX_URL ?= http://127.0.0.1:$(SANDBOX_PORT)
-# `flowbridge sandbox` serves HubSpot and Zendesk on the next two ports (connections.yaml's
-# defaults), with these sandbox credentials.
+# `flowbridge sandbox` serves HubSpot, Zendesk, ServiceNow and Slack on the next ports
+# (connections.yaml's defaults), with these sandbox credentials.
 export HUBSPOT_SANDBOX_CLIENT_ID ?= flowbridge-sandbox
 export HUBSPOT_SANDBOX_CLIENT_SECRET ?= sandbox-secret
 export HUBSPOT_SANDBOX_REFRESH_TOKEN ?= na1-sandbox-refresh-token
 export ZENDESK_SANDBOX_CLIENT_SECRET ?= sandbox-secret
+export SERVICENOW_SANDBOX_PASSWORD ?= sandbox-password
+export SERVICENOW_SANDBOX_CLIENT_SECRET ?= sandbox-secret
+export SLACK_SANDBOX_CLIENT_SECRET ?= sandbox-client-secret
+export SLACK_SANDBOX_REFRESH_TOKEN ?= xoxe-1-sandbox-refresh
 
 .PHONY: help install postgres demo test bench ui notebook lint format validate clean
 

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
 
     p = sub.add_parser(
-        "sandbox", help="run the local SaaS sandboxes (Salesforce, HubSpot, Zendesk) from --port"
+        "sandbox", help="run the local SaaS sandboxes (Salesforce, HubSpot, Zendesk...) from --port"
     )
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--records", type=int, default=5000)

@@ -9,12 +9,14 @@ import dagster as dg
 from flow_assets.connectors import connection_resource, resource_key
 from flow_assets.connectors.aws import AwsConnection
 from flow_assets.connectors.redshift import RedshiftConnection
+from flow_assets.connectors.salesforce import SalesforceConnection
 from flow_assets.destinations import LakeIOManager, StagingArea, StagingIOManager
 from flow_assets.destinations.dynamodb import DynamoDBIOManager
 from flow_assets.destinations.eventbridge import EventBridgeIOManager
 from flow_assets.destinations.redshift import RedshiftIOManager
 from flow_assets.destinations.s3 import S3IOManager
 from flow_assets.destinations.s3_staging import S3ErrorIOManager, S3StagingArea
+from flow_assets.destinations.salesforce_sink import SalesforceIOManager
 from flow_assets.environment import Settings
 from flow_assets.factory import build_flow, destination_io_manager, invalid_flow_asset
 from flow_assets.spec import ConnectionSpec, FlowFileError, load_project
@@ -85,7 +87,8 @@ def staging_and_errors(
 def destination_io_managers(
     connections: dict[str, ConnectionSpec], resources: dict[str, object], settings: Settings
 ) -> dict[str, dg.ConfigurableIOManager]:
-    """The IO managers each AWS or Redshift connection offers, keyed as flows name them."""
+    """The IO managers each AWS, Redshift or Salesforce connection offers, keyed as flows
+    name them."""
     managers: dict[str, dg.ConfigurableIOManager] = {}
     errors = {"error_root": str(settings.lake_dir)}
     if settings.s3_staging is not None:  # AWS: refused records go to the staging bucket
@@ -110,6 +113,12 @@ def destination_io_managers(
                 )  # fmt: skip
             managers[f"redshift_io_manager__{name}"] = RedshiftIOManager(
                 connection=resource, staging=aws, error_root=errors["error_root"]
+            )
+        elif isinstance(resource, SalesforceConnection):
+            staging = settings.s3_staging  # AWS: the error root is in its bucket
+            region = {"error_region_name": staging.region_name} if staging else {}
+            managers[f"salesforce_io_manager__{name}"] = SalesforceIOManager(
+                connection=resource, **errors, **region
             )
     return managers
 

@@ -55,7 +55,8 @@ def asset_key(flow: FlowSpec | str, name: str) -> dg.AssetKey:
 
 
 def destination_io_manager(flow: FlowSpec) -> str:
-    """The lake's IO manager, or the AWS destination's for the flow's aws connection."""
+    """The lake's IO manager, or the destination's for its connection (aws, redshift,
+    salesforce)."""
     dest = flow.destination
     if dest.settings is not None:
         return f"{dest.connector}_io_manager__{dest.settings.connection}"
@@ -106,7 +107,7 @@ def build_flow(
         )  # fmt: skip
     if dest.settings is not None:
         name = dest.settings.connection
-        kind = "redshift" if dest.connector == "redshift" else "aws"
+        kind = dest.connector if dest.connector in ("redshift", "salesforce") else "aws"
         if name not in connections or connections[name].connector != kind:
             fits = [n for n, c in connections.items() if c.connector == kind]
             problems.add(

@@ -14,6 +14,8 @@ from flow_assets.connectors.hubspot import HubSpotConnection
 from flow_assets.connectors.redshift import RedshiftConnection
 from flow_assets.connectors.s3_source import S3SourceClient
 from flow_assets.connectors.salesforce import SalesforceConnection
+from flow_assets.connectors.servicenow import ServiceNowConnection
+from flow_assets.connectors.slack import SlackConnection
 from flow_assets.connectors.zendesk import ZendeskConnection
 from flow_assets.spec.env import env_name, resolve
 from flow_assets.spec.errors import FlowFileError, Problem, did_you_mean
@@ -26,9 +28,11 @@ CONNECTION_TYPES: dict[str, type[dg.ConfigurableResource]] = {
     "redshift": RedshiftConnection,
     "zendesk": ZendeskConnection,
     "hubspot": HubSpotConnection,
+    "servicenow": ServiceNowConnection,
+    "slack": SlackConnection,
 }
 # Connectors a flow can read from (open_source gives their SourceClient); aws: S3 objects.
-SOURCE_CONNECTORS = ("salesforce", "aws", "zendesk", "hubspot")
+SOURCE_CONNECTORS = ("salesforce", "aws", "zendesk", "hubspot", "servicenow", "slack")
 
 __all__ = [
     "CONNECTION_TYPES",

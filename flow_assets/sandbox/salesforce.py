@@ -34,6 +34,7 @@ import polars as pl
 
 from flow_assets.sandbox import changes
 from flow_assets.sandbox import salesforce_data as data
+from flow_assets.sandbox import salesforce_writes as writes
 from flow_assets.sandbox.page_cache import LruCache
 from flow_assets.sandbox.soql import Query, SoqlError, compile_soql, select_rows
 
@@ -56,6 +57,8 @@ REQUEST_KINDS = (
     "limits",
     "updated",
     "deleted",
+    "collections",
+    "collections_upsert",
     "not_found",
 )
 
@@ -86,6 +89,11 @@ _ROUTES = [
         (rf"/services/data/(?P<v>{_VERSION})/queryAll/?", "query_all"),
         (rf"/services/data/(?P<v>{_VERSION})/(?:query|queryAll)/(?P<loc>[^/]+)/?", "query_more"),
         (rf"/services/data/(?P<v>{_VERSION})/limits/?", "limits"),
+        (rf"/services/data/(?P<v>{_VERSION})/composite/sobjects/?", "collections"),
+        (
+            rf"/services/data/(?P<v>{_VERSION})/composite/sobjects/(?P<obj>[^/]+)/(?P<ext>[^/]+)/?",
+            "collections_upsert",
+        ),
         (rf"/services/data/(?P<v>{_VERSION})/.*", "not_found"),
     )
 ]
@@ -165,7 +173,9 @@ class SalesforceSandbox:
     `page_cache_mb` > 0 keeps the serialised records of query pages (up to that many MB,
     least recently used evicted) and the rows of the last few queries, so repeating a
     query costs the sandbox little; answers are the same bytes either way. The data changes
-    only through `change_records` (or POST /__sandbox/changes), which clears both caches.
+    only through `change_records` (or POST /__sandbox/changes) and the sObject Collections
+    writes (insert, update, upsert by external id, delete: see salesforce_writes), each of
+    which clears both caches.
     """
 
     def __init__(
@@ -286,6 +296,16 @@ class SalesforceSandbox:
                 typed = data.build_frame(spec.name, self.records, self.seed)
                 self._frames[spec.name] = (typed, _wire(spec, typed))
             return self._frames[spec.name]
+
+    def replace_frame(self, sobject: str, typed: pl.DataFrame) -> None:
+        """Make `typed` the truth behind `sobject` (a write through the API); the caches,
+        which hold the old answers, are cleared."""
+        spec = self._objects[sobject.lower()]
+        with self._frame_lock:
+            self._frames[spec.name] = (typed, _wire(spec, typed))
+        for cache in (self._page_cache, self._query_cache):
+            if cache is not None:
+                cache.clear()
 
     def change_records(
         self,
@@ -468,7 +488,7 @@ class SalesforceSandbox:
             return self._token(query, headers, body)
         if kind == "not_found" and match is None:
             return _not_found()
-        if method not in ("GET", "HEAD"):
+        if method not in ("GET", "HEAD") and kind not in writes.KINDS:
             return _errors(
                 405,
                 "METHOD_NOT_ALLOWED",
@@ -484,7 +504,10 @@ class SalesforceSandbox:
             usage = f"api-usage={self._api_usage}/{DAILY_API_REQUESTS}"
         version = match["v"]
         version = self.api_version if version == "latest" else version[1:]
-        reply = self._data(kind, match, version, parse_qs(query), headers)
+        if kind in writes.KINDS:
+            reply = writes.respond(self, kind, match, method, parse_qs(query), body)
+        else:
+            reply = self._data(kind, match, version, parse_qs(query), headers)
         reply.headers["Sforce-Limit-Info"] = usage
         return reply
 

@@ -427,6 +427,10 @@ def build_opportunity(n: int, seed: int, n_accounts: int) -> pl.DataFrame:
             *_stamps(r, n, (20, 21, 22)),
             _email(r, person, (13, 14, 15)).alias("Email__c"),
             _phone(r, (16, 17), 0.03).alias("Phone__c"),
+            # The key a system outside Salesforce knows the record by (upserts match on it).
+            pl.concat_str(pl.lit("OPP-"), (i + 1).cast(pl.String).str.zfill(8)).alias(
+                "External_Id__c"
+            ),
         )
     )
 
@@ -552,7 +556,7 @@ class FieldSpec:
             "soapType": _SOAP_TYPES[self.type],
             "sortable": self.type != "textarea",
             "type": self.type,
-            "unique": False,
+            "unique": self.external_id,
             "updateable": writable,
             "writeRequiresMasterRead": False,
         }
@@ -647,6 +651,7 @@ _OPPORTUNITY_FIELDS = _system_fields(
 ) + (
     _text("Email__c", "Contact Email", 80, type="email", nillable=True, custom=True),
     _text("Phone__c", "Contact Phone", 40, type="phone", nillable=True, custom=True),
+    _text("External_Id__c", "External Id", 40, nillable=True, custom=True, external_id=True),
 )
 
 

@@ -1,5 +1,5 @@
 """`flowbridge sandbox`: every bundled SaaS sandbox in one process, on consecutive ports from
---port (Salesforce first), with the credentials the Makefile exports for connections.yaml's
+--port (Salesforce, HubSpot, Zendesk, ServiceNow, Slack), with the credentials the Makefile exports for connections.yaml's
 `*_sandbox` connections. Stops on SIGINT or SIGTERM."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 
 from flow_assets.sandbox.hubspot import HubSpotSandbox
 from flow_assets.sandbox.salesforce import SalesforceSandbox
+from flow_assets.sandbox.servicenow import ServiceNowSandbox
+from flow_assets.sandbox.slack import SlackSandbox
 from flow_assets.sandbox.zendesk import ZendeskSandbox
 
 # name -> builder(port, records, seed); the order gives each its port offset.
@@ -18,6 +20,8 @@ SANDBOXES: dict[str, Callable[[int, int, int], Any]] = {
     "Salesforce": lambda port, records, seed: SalesforceSandbox(port, records, seed),
     "HubSpot": lambda port, records, seed: HubSpotSandbox(port, records, seed),
     "Zendesk": lambda port, records, seed: ZendeskSandbox(port, records, seed),
+    "ServiceNow": lambda port, records, seed: ServiceNowSandbox(port, records, seed),
+    "Slack": lambda port, records, seed: SlackSandbox(port, messages=records, seed=seed),
 }
 
 

@@ -670,6 +670,8 @@ class _Importer:
                 "detail_type is the source object: check all three",
             )
             dest = {"connector": "eventbridge", "eventbridge": eb}
+        elif kind == "Salesforce":
+            dest = self.salesforce(config, props, path, props_path)
         else:
             dest = self.other_destination(config, props, path, props_path)
         if "errorHandlingConfig" in props:
@@ -772,6 +774,24 @@ class _Importer:
                     "connection's staging_bucket (connections.yaml)",
                 )
         return {"connector": "redshift", "write": "append", "redshift": redshift}
+
+    def salesforce(self, config: dict, props: dict, path: str, props_path: str) -> dict:
+        sf = {"connection": self.connection(config, path), "object": props["object"]}
+        write = (props.get("writeOperationType") or "INSERT").lower()
+        keys = props.get("idFieldNames") or []
+        dest: dict[str, Any] = {"connector": "salesforce", "write": write}
+        if write == "upsert":
+            if len(keys) != 1:
+                raise self.fail(
+                    join(props_path, "idFieldNames"), "upsert needs one external id field"
+                )
+            dest["key"], sf["external_id_field"] = keys, keys[0]
+        elif keys and keys != ["Id"]:
+            self.skip(join(props_path, "idFieldNames"), f"{write} matches records by Id here")
+        if "dataTransferApi" in props:
+            self.skip(join(props_path, "dataTransferApi"),
+                      "Flowbridge writes through sObject Collections, 200 records a call")  # fmt: skip
+        return dest | {"salesforce": sf}
 
     def other_destination(self, config: dict, props: dict, path: str, props_path: str) -> dict:
         connector = config["connectorType"].lower()

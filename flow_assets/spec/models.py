@@ -488,14 +488,27 @@ class RedshiftSettings(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-DESTINATIONS = ("lake", "s3", "dynamodb", "eventbridge", "redshift")
+class SalesforceSinkSettings(StrictModel):
+    """Records written to a Salesforce object through sObject Collections, 200 a call."""
+
+    connection: str = Field(description="A salesforce connection in connections.yaml.")
+    object: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="e.g. Opportunity.")
+    external_id_field: str | None = Field(
+        None, description="write upsert: the external id field records are matched on; key[0]."
+    )
+
+
+DESTINATIONS = ("lake", "s3", "dynamodb", "eventbridge", "redshift", "salesforce")
 # Destinations that take their settings from a block named like the connector.
-SETTINGS_BLOCKS = ("s3", "dynamodb", "eventbridge", "redshift")
+SETTINGS_BLOCKS = ("s3", "dynamodb", "eventbridge", "redshift", "salesforce")
+SALESFORCE_WRITES = ("insert", "upsert", "update", "delete")
 
 
 class Destination(StrictModel):
     connector: str = Field("lake", description="Where records go: lake (default) or s3.")
-    write: Literal["append", "overwrite", "upsert"] = "append"
+    write: Literal["append", "overwrite", "upsert", "insert", "update", "delete"] = Field(
+        "append", description="insert, update and delete: connector salesforce only."
+    )
     key: list[str] | None = Field(None, min_length=1)
     table: str | None = Field(None, pattern=NAME_PATTERN, description="Defaults to the flow name.")
     s3: S3Settings | None = Field(None, description="Settings of connector s3.")
@@ -504,11 +517,17 @@ class Destination(StrictModel):
         None, description="Settings of connector eventbridge."
     )
     redshift: RedshiftSettings | None = Field(None, description="Settings of connector redshift.")
+    salesforce: SalesforceSinkSettings | None = Field(
+        None, description="Settings of connector salesforce."
+    )
 
     @property
     def settings(
         self,
-    ) -> S3Settings | DynamoDBSettings | EventBridgeSettings | RedshiftSettings | None:
+    ) -> (
+        S3Settings | DynamoDBSettings | EventBridgeSettings | RedshiftSettings
+        | SalesforceSinkSettings | None
+    ):  # fmt: skip
         """The connector's own block (s3:, dynamodb:, ...), if it has one."""
         return getattr(self, self.connector, None) if self.connector in SETTINGS_BLOCKS else None
 
@@ -534,6 +553,14 @@ class Destination(StrictModel):
                 raise ValueError(
                     "write 'upsert' to s3 keeps one table under the prefix: remove partitioning"
                 )
+        if self.connector == "salesforce" and self.write not in SALESFORCE_WRITES:
+            raise ValueError(f"connector salesforce writes {', '.join(SALESFORCE_WRITES)}")
+        if self.connector != "salesforce" and self.write in ("insert", "update", "delete"):
+            raise ValueError(f"write '{self.write}' is for connector salesforce; use append")
+        if self.salesforce is not None and self.write == "upsert":
+            ext = self.salesforce.external_id_field
+            if len(self.key or []) != 1 or (ext is not None and ext != self.key[0]):
+                raise ValueError("write upsert to salesforce needs key: [its external id field]")
         if self.connector == "dynamodb" and not (self.key and len(self.key) <= 2):
             raise ValueError("connector dynamodb needs key: [partition_key] or [partition, sort]")
         return self

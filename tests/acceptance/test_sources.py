@@ -11,9 +11,11 @@ from flow_assets.connectors.errors import ConnectorError
 from tests.acceptance.harness import FAULTS, Harness, open_client
 from tests.acceptance.hubspot import HUBSPOT
 from tests.acceptance.salesforce import SALESFORCE
+from tests.acceptance.servicenow import SERVICENOW
+from tests.acceptance.slack import SLACK
 from tests.acceptance.zendesk import ZENDESK
 
-HARNESSES = [SALESFORCE, ZENDESK, HUBSPOT]
+HARNESSES = [SALESFORCE, ZENDESK, HUBSPOT, SERVICENOW, SLACK]
 
 
 @pytest.fixture(scope="module", params=HARNESSES, ids=lambda h: h.connector)

@@ -165,13 +165,15 @@ def test_s3_to_salesforce_upsert():
         {"map": {"email": "Email", "first_name": "FirstName", "last_name": "LastName", "phone": "Phone"}},
         {"validate": {"field": "Email", "check": "non_null", "on_failure": "drop"}},
     ]  # fmt: skip
-    assert flow["destination"] == {"connector": "salesforce", "write": "upsert", "key": ["Email"]}
+    assert flow["destination"] == {
+        "connector": "salesforce", "write": "upsert", "key": ["Email"],
+        "salesforce": {"connection": "sfdc_prod", "object": "Contact", "external_id_field": "Email"},
+    }  # fmt: skip
     # AppFlow's cron(0 6 ? * MON-FRI *) as five fields.
     assert flow["trigger"] == {"schedule": "0 6 * * MON-FRI", "timezone": "Europe/Berlin"}
     # Flowbridge reads S3 (tests/connectors/test_s3_source.py runs such an import).
     assert not [line for line in conversion.not_carried if line.startswith("sourceFlowConfig")]
     props = "destinationFlowConfigList[0].destinationConnectorProperties.Salesforce"
-    assert "object 'Contact' and connection 'sfdc-prod'" in reported(conversion, props)
     reported(conversion, f"{props}.errorHandlingConfig")
 
 
@@ -591,14 +593,15 @@ def test_cli_import_writes_the_flow_file_and_reports(tmp_path, capsys):
     assert f"wrote {out}" in captured.out
     assert (
         "not carried over: destinationFlowConfigList[0].destinationConnectorProperties."
-        "Salesforce: Flowbridge has no salesforce destination" in captured.err
+        "Salesforce.errorHandlingConfig: records a destination refuses go to" in captured.err
     )
     assert "not carried over: sourceFlowConfig" not in captured.err  # S3 is a source
     assert "note: flowName: 'inbound-contacts-to-salesforce' is named" in captured.err
     assert "aws_default" not in captured.err  # it is in connections.yaml
     text = out.read_text()
     assert text.startswith("# Imported from s3_to_salesforce_upsert.json")
-    assert "#   - destinationFlowConfigList[0].destinationConnectorProperties.Salesforce: " in text
+    props = "destinationFlowConfigList[0].destinationConnectorProperties.Salesforce"
+    assert f"#   - {props}.errorHandlingConfig: " in text
     # connector: s3 on an aws connection (AppFlow's S3 source) loads.
     connections = load_connections(tmp_path / "connections.yaml")
     assert load_flow_file(out, connections).destination.key == ["Email"]
