@@ -6,9 +6,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.dataset as ds
-
 from flow_assets.connectors.aws import AwsConnection
 from flow_assets.destinations.staging import Staged, last_per_key
 from flow_assets.spec.models import S3Settings
@@ -75,9 +72,13 @@ def write_delta(
 
 def _reader(staged: Staged) -> Any:
     """The staged files as a stream of Arrow batches: Delta reads them a batch at a time."""
+    import pyarrow.dataset as ds  # here, not at import: pyarrow costs every run ~40 MB
+
     return ds.dataset([str(f) for f in staged.files], format="parquet").scanner().to_reader()
 
 
 def _rows(table: Any) -> int:
     """The table's records, from the statistics in its log, without reading the data."""
+    import pyarrow as pa
+
     return sum(pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist())
