@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
 from http import HTTPStatus
@@ -24,6 +24,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import numpy as np
 import polars as pl
+
+from flow_assets.sandbox.faults import Fault, FaultQueue
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +89,6 @@ class _Reply:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _Fault:
-    kind: str
-    count: int = 1
-    path_contains: str | None = None
-    retry_after: float | None = None
-    after: int = 0
 
 
 class _BadRequest(Exception):
@@ -243,7 +236,7 @@ class HubSpotSandbox:
         self._oauth_tokens: dict[str, float] = {}  # token -> expiry (monotonic)
         self._expired: set[str] = set()
         self._refresh_tokens = {refresh_token}
-        self._faults: list[_Fault] = []
+        self.faults = FaultQueue(FAULT_KINDS)
         self._stats: Counter[str] = Counter()
         self._correlation = 0
 
@@ -333,53 +326,21 @@ class HubSpotSandbox:
     # --- faults and stats --------------------------------------------------------
 
     def inject(
-        self,
-        kind: str,
-        count: int = 1,
-        path_contains: str | None = None,
-        retry_after: float | None = None,
-        after: int = 0,
-    ) -> None:
-        """Make the next `count` matching API requests (after letting `after` pass) fail.
-        `path_contains` is matched against the path plus "?query"; the token endpoint is
-        never faulted."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; choose from {FAULT_KINDS}")
-        if not isinstance(count, int) or count < 1:
-            raise ValueError("count must be a positive integer")
-        if not isinstance(after, int) or after < 0:
-            raise ValueError("after must be a non-negative integer")
-        if retry_after is not None and retry_after < 0:
-            raise ValueError("retry_after must be a non-negative number of seconds")
-        with self._lock:
-            self._faults.append(_Fault(kind, count, path_contains, retry_after, after))
+        self, kind: str, count: int = 1, path_contains: str | None = None,
+        retry_after: float | None = None, after: int = 0,
+    ) -> None:  # fmt: skip
+        self.faults.inject(kind, count, path_contains, retry_after, after)
 
     def pending_faults(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [asdict(f) for f in self._faults]
+        return self.faults.pending()
 
     def reset_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
+        self.faults.clear()
 
     def stats(self) -> dict[str, int]:
         """Requests received per kind (token, list, search, properties, ...)."""
         with self._lock:
             return dict(self._stats)
-
-    def _take_fault(self, target: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.path_contains and fault.path_contains not in target:
-                    continue
-                if fault.after > 0:
-                    fault.after -= 1
-                    continue
-                fault.count -= 1
-                if fault.count == 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
 
     # --- request handling --------------------------------------------------------
 
@@ -399,7 +360,7 @@ class HubSpotSandbox:
             self._count("token")
             return self._token(method, headers, body)
         target = path + (f"?{parts.query}" if parts.query else "")
-        fault = self._take_fault(target)
+        fault = self.faults.take(target)
         if fault is not None and fault.kind != "malformed":
             self._count(f"fault_{fault.kind}")
             return self._fault_reply(fault)
@@ -419,7 +380,7 @@ class HubSpotSandbox:
         with self._lock:
             self._stats[kind] += 1
 
-    def _fault_reply(self, fault: _Fault) -> _Reply:
+    def _fault_reply(self, fault: Fault) -> _Reply:
         if fault.kind == "expire_token":
             self.expire_tokens()
             return self._error(

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
 from http import HTTPStatus
@@ -35,6 +35,7 @@ import polars as pl
 from flow_assets.sandbox import changes
 from flow_assets.sandbox import salesforce_data as data
 from flow_assets.sandbox import salesforce_writes as writes
+from flow_assets.sandbox.faults import Fault, FaultQueue
 from flow_assets.sandbox.page_cache import LruCache
 from flow_assets.sandbox.soql import Query, SoqlError, compile_soql, select_rows
 
@@ -106,15 +107,6 @@ class _Reply:
     body: bytes | memoryview = b""
     headers: dict[str, str] = field(default_factory=dict)
     reset: bool = False
-
-
-@dataclass
-class _Fault:
-    kind: str
-    count: int = 1
-    path_contains: str | None = None
-    retry_after: float | None = None
-    after: int = 0
 
 
 @dataclass
@@ -215,9 +207,8 @@ class SalesforceSandbox:
         self._refresh_tokens: set[str] = set()
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._locator_count = 0
-        self._faults: list[_Fault] = []
+        self.faults = FaultQueue(FAULT_KINDS)
         self._stats: Counter[str] = Counter()
-        self._faults_served: Counter[str] = Counter()
         self._api_usage = 0
         self._page_cache: LruCache | None = None
         self._query_cache: LruCache | None = None
@@ -356,39 +347,21 @@ class SalesforceSandbox:
     # --- faults and stats --------------------------------------------------------
 
     def inject(
-        self,
-        kind: str,
-        count: int = 1,
-        path_contains: str | None = None,
-        retry_after: float | None = None,
-        after: int = 0,
-    ) -> None:
+        self, kind: str, count: int = 1, path_contains: str | None = None,
+        retry_after: float | None = None, after: int = 0,
+    ) -> None:  # fmt: skip
         """Make the next `count` matching requests (after letting `after` pass) fail.
 
         `path_contains` is matched against the request path without a trailing slash,
         plus "?query" if there is one, so "/query/" hits only queryMore pages.
         """
-        kind = str(kind)
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; choose from {FAULT_KINDS}")
-        if not isinstance(count, int) or count < 1:
-            raise ValueError("count must be a positive integer")
-        if not isinstance(after, int) or after < 0:
-            raise ValueError("after must be a non-negative integer")
-        if retry_after is not None and (
-            not isinstance(retry_after, int | float) or retry_after < 0
-        ):
-            raise ValueError("retry_after must be a non-negative number of seconds")
-        with self._lock:
-            self._faults.append(_Fault(kind, count, path_contains, retry_after, after))
+        self.faults.inject(kind, count, path_contains, retry_after, after)
 
     def reset_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
+        self.faults.clear()
 
     def pending_faults(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [asdict(f) for f in self._faults]
+        return self.faults.pending()
 
     def stats(self) -> dict[str, Any]:
         """Requests received per kind (token, query, query_more, describe, ...), their
@@ -396,8 +369,8 @@ class SalesforceSandbox:
         with self._lock:
             counts: dict[str, Any] = {kind: self._stats[kind] for kind in REQUEST_KINDS}
             counts["requests"] = sum(self._stats.values())
-            counts["faults"] = {kind: self._faults_served[kind] for kind in FAULT_KINDS}
-            counts["faults_served"] = sum(self._faults_served.values())
+            counts["faults"] = {kind: self.faults.served[kind] for kind in FAULT_KINDS}
+            counts["faults_served"] = sum(self.faults.served.values())
         cache = self._page_cache
         counts["page_cache_hits"] = cache.hits if cache else 0
         counts["page_cache_misses"] = cache.misses if cache else 0
@@ -408,24 +381,9 @@ class SalesforceSandbox:
         """Zero the counters (the caches keep their contents)."""
         with self._lock:
             self._stats.clear()
-            self._faults_served.clear()
+            self.faults.served.clear()
         if self._page_cache is not None:
             self._page_cache.reset_counts()
-
-    def _take_fault(self, target: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.path_contains and fault.path_contains not in target:
-                    continue
-                if fault.after > 0:
-                    fault.after -= 1
-                    continue
-                fault.count -= 1
-                if fault.count == 0:
-                    self._faults.remove(fault)
-                self._faults_served[fault.kind] += 1
-                return fault
-        return None
 
     # --- request handling --------------------------------------------------------
 
@@ -445,7 +403,7 @@ class SalesforceSandbox:
         with self._lock:
             self._stats[kind] += 1
         target = path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
-        fault = self._take_fault(target)
+        fault = self.faults.take(target)
         if fault is not None and fault.kind != "malformed":
             return self._fault_reply(fault)
         reply = self._route(kind, match, method, parts.query, headers, body)
@@ -454,7 +412,7 @@ class SalesforceSandbox:
             return _Reply(200, cut, {"Content-Type": _JSON})
         return reply
 
-    def _fault_reply(self, fault: _Fault) -> _Reply:
+    def _fault_reply(self, fault: Fault) -> _Reply:
         if fault.kind == "reset":
             return _Reply(0, reset=True)
         if fault.kind == "expire_token":

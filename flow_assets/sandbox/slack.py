@@ -11,7 +11,7 @@ import random
 import secrets
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
+
+from flow_assets.sandbox.faults import Fault, FaultQueue
 
 FAULT_KINDS = ("expire_token", "429", "503", "malformed")
 TEAM_ID = "T0SANDBOX"
@@ -34,15 +36,6 @@ class _Reply:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _Fault:
-    kind: str
-    count: int = 1
-    path_contains: str | None = None
-    retry_after: float | None = None
-    after: int = 0
 
 
 def _json(obj: Any) -> bytes:
@@ -204,7 +197,7 @@ class SlackSandbox:
         self._data = build_workspace(channels, users, messages, seed)
         self._refresh_tokens: set[str] = {refresh_token}
         self._access_tokens: set[str] = set()
-        self._faults: list[_Fault] = []
+        self.faults = FaultQueue(FAULT_KINDS)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -280,41 +273,13 @@ class SlackSandbox:
             self._access_tokens.clear()
 
     def inject(
-        self,
-        kind: str,
-        count: int = 1,
-        path_contains: str | None = None,
-        retry_after: float | None = None,
-        after: int = 0,
-    ) -> None:
-        """Make the next `count` requests whose path and query contain `path_contains`
-        (after letting `after` of them pass) fail as `kind`."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; choose from {FAULT_KINDS}")
-        if not isinstance(count, int) or count < 1:
-            raise ValueError("count must be a positive integer")
-        if not isinstance(after, int) or after < 0:
-            raise ValueError("after must be a non-negative integer")
-        with self._lock:
-            self._faults.append(_Fault(kind, count, path_contains, retry_after, after))
+        self, kind: str, count: int = 1, path_contains: str | None = None,
+        retry_after: float | None = None, after: int = 0,
+    ) -> None:  # fmt: skip
+        self.faults.inject(kind, count, path_contains, retry_after, after)
 
     def pending_faults(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [asdict(f) for f in self._faults]
-
-    def _take_fault(self, target: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.path_contains and fault.path_contains not in target:
-                    continue
-                if fault.after > 0:
-                    fault.after -= 1
-                    continue
-                fault.count -= 1
-                if fault.count == 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
+        return self.faults.pending()
 
     # --- requests ----------------------------------------------------------------
 
@@ -341,7 +306,7 @@ class SlackSandbox:
                 return _fail("invalid_form_data")
         if api_method == "oauth.v2.access":
             return self._exchange(args, headers)
-        fault = self._take_fault(target)
+        fault = self.faults.take(target)
         if fault is not None and fault.kind != "malformed":
             return self._fault_reply(fault)
         reply = self._route(api_method, args, headers)
@@ -349,7 +314,7 @@ class SlackSandbox:
             return _Reply(200, reply.body[: max(1, len(reply.body) // 2)])
         return reply
 
-    def _fault_reply(self, fault: _Fault) -> _Reply:
+    def _fault_reply(self, fault: Fault) -> _Reply:
         if fault.kind == "expire_token":
             self.expire_tokens()
             return _fail("token_expired")
