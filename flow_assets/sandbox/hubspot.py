@@ -3,7 +3,6 @@ deterministic data and injectable faults, for tests and demos."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -13,19 +12,15 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import formatdate
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import numpy as np
 import polars as pl
 
-from flow_assets.sandbox.faults import Fault, FaultQueue
+from flow_assets.sandbox.faults import Fault
+from flow_assets.sandbox.server import Reply, SandboxServer, json_body
 
 log = logging.getLogger(__name__)
 
@@ -84,19 +79,8 @@ _OPERATORS = ("EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN",
               "HAS_PROPERTY", "NOT_HAS_PROPERTY")  # fmt: skip
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 class _BadRequest(Exception):
     pass
-
-
-def _json(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def build_frame(object_name: str, records: int, seed: int) -> pl.DataFrame:
@@ -197,7 +181,7 @@ def _wire(frame: pl.DataFrame, object_name: str) -> pl.DataFrame:
     return pl.concat([frame.select("id", "archived", *exprs), stamps], how="horizontal")
 
 
-class HubSpotSandbox:
+class HubSpotSandbox(SandboxServer):
     """A HubSpot CRM API stand-in on 127.0.0.1.
 
     contacts and deals hold `records` records each, companies records // 5 (at least 10).
@@ -205,6 +189,10 @@ class HubSpotSandbox:
     POST /oauth/v1/token for `client_id` / `client_secret` and a refresh token from
     `refresh_token` or issue_refresh_token().
     """
+
+    product = "HubSpot"
+    content_type = _JSON
+    fault_kinds = FAULT_KINDS
 
     def __init__(
         self,
@@ -220,6 +208,7 @@ class HubSpotSandbox:
     ) -> None:
         if records < 0:
             raise ValueError("records must be 0 or more")
+        super().__init__(port, quiet=quiet)
         self.records = records
         self.seed = seed
         self.access_token = access_token
@@ -227,64 +216,13 @@ class HubSpotSandbox:
         self.client_secret = client_secret
         self.refresh_token = refresh_token
         self.token_seconds = token_seconds
-        self.quiet = quiet
-        self._requested_port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._frames: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {}
         self._oauth_tokens: dict[str, float] = {}  # token -> expiry (monotonic)
         self._expired: set[str] = set()
         self._refresh_tokens = {refresh_token}
-        self.faults = FaultQueue(FAULT_KINDS)
         self._stats: Counter[str] = Counter()
         self._correlation = 0
-
-    # --- lifecycle ---------------------------------------------------------------
-
-    def start(self) -> HubSpotSandbox:
-        if self._server is not None:
-            return self
-        for name in PROPERTIES:
-            self._load(name)
-        server = _Server(("127.0.0.1", self._requested_port), _Handler)
-        server.sandbox = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
-            name=f"hubspot-sandbox-{self.port}",
-        )  # fmt: skip
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> HubSpotSandbox:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the sandbox is not running; call start() first")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # --- data --------------------------------------------------------------------
 
@@ -325,18 +263,6 @@ class HubSpotSandbox:
 
     # --- faults and stats --------------------------------------------------------
 
-    def inject(
-        self, kind: str, count: int = 1, path_contains: str | None = None,
-        retry_after: float | None = None, after: int = 0,
-    ) -> None:  # fmt: skip
-        self.faults.inject(kind, count, path_contains, retry_after, after)
-
-    def pending_faults(self) -> list[dict[str, Any]]:
-        return self.faults.pending()
-
-    def reset_faults(self) -> None:
-        self.faults.clear()
-
     def stats(self) -> dict[str, int]:
         """Requests received per kind (token, list, search, properties, ...)."""
         with self._lock:
@@ -344,16 +270,23 @@ class HubSpotSandbox:
 
     # --- request handling --------------------------------------------------------
 
-    def _error(self, status: int, message: str, category: str, **extra: Any) -> _Reply:
+    def _error(self, status: int, message: str, category: str, **extra: Any) -> Reply:
         """HubSpot's error body: status, message, correlationId and category."""
         with self._lock:
             self._correlation += 1
             correlation = str(uuid.UUID(int=self._correlation))
         body = {"status": "error", "message": message, "correlationId": correlation}
         body |= {"category": category} if category else {}
-        return _Reply(status, _json(body | extra))
+        return Reply(status, json_body(body | extra))
 
-    def _respond(self, method: str, raw: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+    def before_start(self) -> None:
+        for name in PROPERTIES:
+            self._load(name)
+
+    def internal_error(self) -> Reply:
+        return self._error(500, "internal error", "")
+
+    def respond(self, method: str, raw: str, headers: Mapping[str, str], body: bytes) -> Reply:
         parts = urlsplit(raw)
         path = parts.path.rstrip("/")
         if path == "/oauth/v1/token":
@@ -373,14 +306,14 @@ class HubSpotSandbox:
             reply = self._error(400, str(exc), "VALIDATION_ERROR")
         if fault is not None:  # malformed: a 200 whose JSON stops half way
             self._count("fault_malformed")
-            return _Reply(200, reply.body[: max(1, len(reply.body) // 2)])
+            return Reply(200, reply.body[: max(1, len(reply.body) // 2)])
         return reply
 
     def _count(self, kind: str) -> None:
         with self._lock:
             self._stats[kind] += 1
 
-    def _fault_reply(self, fault: Fault) -> _Reply:
+    def _fault_reply(self, fault: Fault) -> Reply:
         if fault.kind == "expire_token":
             self.expire_tokens()
             return self._error(
@@ -403,7 +336,7 @@ class HubSpotSandbox:
         }
         return reply
 
-    def _authorize(self, headers: Mapping[str, str]) -> _Reply | None:
+    def _authorize(self, headers: Mapping[str, str]) -> Reply | None:
         value = headers.get("Authorization") or ""
         token = value[7:] if value.startswith("Bearer ") else ""
         if token and token == self.access_token:
@@ -428,25 +361,25 @@ class HubSpotSandbox:
             "INVALID_AUTHENTICATION",
         )
 
-    def _token(self, method: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+    def _token(self, method: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """POST /oauth/v1/token, form-encoded: grant_type=refresh_token with client_id,
         client_secret and refresh_token; answers a new access token and its lifetime."""
         if method != "POST":
             return self._error(405, "Method not allowed", "")
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         if form.get("grant_type") != "refresh_token":
-            return _Reply(400, _json({"status": "BAD_GRANT_TYPE",
+            return Reply(400, json_body({"status": "BAD_GRANT_TYPE",
                                       "message": "missing or unknown grant type"}))  # fmt: skip
         if form.get("client_id") != self.client_id:
-            return _Reply(400, _json({"status": "BAD_CLIENT_ID",
+            return Reply(400, json_body({"status": "BAD_CLIENT_ID",
                                       "message": "missing or unknown client id"}))  # fmt: skip
         if form.get("client_secret") != self.client_secret:
-            return _Reply(400, _json({"status": "BAD_CLIENT_SECRET",
+            return Reply(400, json_body({"status": "BAD_CLIENT_SECRET",
                                       "message": "missing or invalid client secret"}))  # fmt: skip
         with self._lock:
             known = form.get("refresh_token") in self._refresh_tokens
         if not known:
-            return _Reply(400, _json({"status": "BAD_REFRESH_TOKEN",
+            return Reply(400, json_body({"status": "BAD_REFRESH_TOKEN",
                                       "message": "missing or unknown refresh token"}))  # fmt: skip
         answer = {
             "token_type": "bearer",
@@ -454,9 +387,9 @@ class HubSpotSandbox:
             "access_token": self.issue_access_token(),
             "expires_in": self.token_seconds,
         }
-        return _Reply(200, _json(answer), {"Cache-Control": "no-store"})
+        return Reply(200, json_body(answer), {"Cache-Control": "no-store"})
 
-    def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> _Reply:
+    def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> Reply:
         m = re.fullmatch(r"/crm/v3/properties/([^/]+)", path)
         if m and method == "GET":
             self._count("properties")
@@ -477,7 +410,7 @@ class HubSpotSandbox:
             raise _BadRequest(f"Unable to infer object type from: {name}")
         return name
 
-    def _properties(self, object_name: str) -> _Reply:
+    def _properties(self, object_name: str) -> Reply:
         if object_name not in PROPERTIES:
             return self._error(400, f"Unable to infer object type from: {object_name}",
                                "VALIDATION_ERROR")  # fmt: skip
@@ -500,7 +433,7 @@ class HubSpotSandbox:
                                          "readOnlyValue": name.startswith("hs_")},
                 "archived": False,
             })  # fmt: skip
-        return _Reply(200, _json({"results": results}))
+        return Reply(200, json_body({"results": results}))
 
     def _records_json(self, object_name: str, rows: pl.DataFrame, names: list[str]) -> bytes:
         props = [n for n in names if n in PROPERTIES[object_name]]
@@ -516,7 +449,7 @@ class HubSpotSandbox:
         known = PROPERTIES[object_name]
         return [n for n in dict.fromkeys(names) if n in known] or DEFAULT_PROPERTIES[object_name]
 
-    def _list(self, object_name: str, query: dict[str, list[str]]) -> _Reply:
+    def _list(self, object_name: str, query: dict[str, list[str]]) -> Reply:
         """GET /crm/v3/objects/{object}?limit&after&properties&archived, in id order."""
         object_name = self._object(object_name)
         limit = _int(query.get("limit", ["10"])[0], "limit")
@@ -537,10 +470,10 @@ class HubSpotSandbox:
             if names:
                 params["properties"] = ",".join(names)
             link = f"{self.url}/crm/v3/objects/{object_name}?{urlencode(params)}"
-            body += b',"paging":' + _json({"next": {"after": str(end), "link": link}})
-        return _Reply(200, body + b"}")
+            body += b',"paging":' + json_body({"next": {"after": str(end), "link": link}})
+        return Reply(200, body + b"}")
 
-    def _search(self, object_name: str, body: bytes) -> _Reply:
+    def _search(self, object_name: str, body: bytes) -> Reply:
         """POST /crm/v3/objects/{object}/search: filterGroups (OR of ANDed filters), one
         sort, properties, limit (at most 200) and after; never archived records; at most
         10,000 results per query (paging past them answers 400)."""
@@ -594,8 +527,8 @@ class HubSpotSandbox:
         out = b'{"total":' + str(total).encode() + b',"results":'
         out += self._records_json(object_name, wire, self._requested(object_name, names))
         if end < total:
-            out += b',"paging":' + _json({"next": {"after": str(end), "link": f"?after={end}"}})
-        return _Reply(200, out + b"}")
+            out += b',"paging":' + json_body({"next": {"after": str(end), "link": f"?after={end}"}})
+        return Reply(200, out + b"}")
 
     def _group(self, object_name: str, group: Any) -> pl.Expr:
         filters = group.get("filters") if isinstance(group, dict) else None
@@ -667,44 +600,3 @@ def _value(value: Any, kind: str) -> Any:
     except ValueError:
         raise _BadRequest(f"{text!r} is not a valid {kind} value") from None
     return text
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    sandbox: HubSpotSandbox
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not self.sandbox.quiet:
-            log.exception("error while serving %s", client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FlowbridgeHubSpotSandbox/1.0"
-    timeout = 300
-    server: _Server
-
-    def do_GET(self) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        body = self.rfile.read(length) if length > 0 else b""
-        sandbox = self.server.sandbox
-        try:
-            reply = sandbox._respond(self.command, self.path, self.headers, body)
-        except Exception:
-            log.exception("sandbox failed on %s %s", self.command, self.path.split("?")[0])
-            reply = sandbox._error(500, "internal error", "")
-        headers = {"Date": formatdate(usegmt=True), "Content-Type": _JSON} | reply.headers
-        headers["Content-Length"] = str(len(reply.body))
-        lines = [f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        with contextlib.suppress(OSError):
-            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if not self.server.sandbox.quiet:  # never the query string: it may hold secrets
-            log.info("%s", re.sub(r"\?[^\s\"']*", "?...", format % args))

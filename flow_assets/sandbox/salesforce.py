@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import hashlib
 import hmac
 import io
@@ -14,19 +13,13 @@ import logging
 import re
 import secrets
 import signal
-import socket
 import ssl
-import struct
 import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import formatdate
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -35,8 +28,9 @@ import polars as pl
 from flow_assets.sandbox import changes
 from flow_assets.sandbox import salesforce_data as data
 from flow_assets.sandbox import salesforce_writes as writes
-from flow_assets.sandbox.faults import Fault, FaultQueue
+from flow_assets.sandbox.faults import Fault
 from flow_assets.sandbox.page_cache import LruCache
+from flow_assets.sandbox.server import Reply, SandboxServer, json_body
 from flow_assets.sandbox.soql import Query, SoqlError, compile_soql, select_rows
 
 log = logging.getLogger(__name__)
@@ -102,14 +96,6 @@ _SEASONS = ("Summer", "Winter", "Spring")  # API 31.0 was Summer '14; three rele
 
 
 @dataclass
-class _Reply:
-    status: int
-    body: bytes | memoryview = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    reset: bool = False
-
-
-@dataclass
 class _Cursor:
     """An open query result: the answering rows, kept under a query locator."""
 
@@ -125,23 +111,19 @@ class _Cursor:
     key: tuple[Any, ...] | None = None
 
 
-def _json(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+def _errors(status: int, code: str, message: str, **headers: str) -> Reply:
+    return Reply(status, json_body([{"message": message, "errorCode": code}]), headers)
 
 
-def _errors(status: int, code: str, message: str, **headers: str) -> _Reply:
-    return _Reply(status, _json([{"message": message, "errorCode": code}]), headers)
+def _oauth_error(error: str, description: str) -> Reply:
+    return Reply(400, json_body({"error": error, "error_description": description}))
 
 
-def _oauth_error(error: str, description: str) -> _Reply:
-    return _Reply(400, _json({"error": error, "error_description": description}))
-
-
-def _session_error() -> _Reply:
+def _session_error() -> Reply:
     return _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
 
 
-def _not_found() -> _Reply:
+def _not_found() -> Reply:
     return _errors(404, "NOT_FOUND", "The requested resource does not exist")
 
 
@@ -156,7 +138,7 @@ def _release_label(version: int) -> str:
     return f"{_SEASONS[k % 3]} '{14 + (k + 2) // 3:02d}"
 
 
-class SalesforceSandbox:
+class SalesforceSandbox(SandboxServer):
     """A Salesforce REST API stand-in on 127.0.0.1, with deterministic data.
 
     Opportunity holds `records` rows, Account records // 10 and Contact records // 2
@@ -169,6 +151,9 @@ class SalesforceSandbox:
     writes (insert, update, upsert by external id, delete: see salesforce_writes), each of
     which clears both caches.
     """
+
+    product = "Salesforce"
+    fault_kinds = FAULT_KINDS
 
     def __init__(
         self,
@@ -188,16 +173,12 @@ class SalesforceSandbox:
             raise ValueError(f"records must be between 0 and {data.MAX_RECORDS}")
         if not isinstance(page_cache_mb, int) or page_cache_mb < 0:
             raise ValueError("page_cache_mb must be a non-negative integer (0 = no cache)")
+        super().__init__(port, ssl_context, quiet)
         self.records = records
         self.seed = seed
         self.client_id = client_id
         self.client_secret = client_secret
         self.api_version = api_version
-        self.quiet = quiet
-        self._requested_port = port
-        self._ssl_context = ssl_context
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._frames: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {}
         self._frame_lock = threading.Lock()
@@ -207,7 +188,6 @@ class SalesforceSandbox:
         self._refresh_tokens: set[str] = set()
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._locator_count = 0
-        self.faults = FaultQueue(FAULT_KINDS)
         self._stats: Counter[str] = Counter()
         self._api_usage = 0
         self._page_cache: LruCache | None = None
@@ -215,60 +195,6 @@ class SalesforceSandbox:
         if page_cache_mb:
             self._page_cache = LruCache(max_bytes=page_cache_mb * 1024 * 1024)
             self._query_cache = LruCache(max_entries=CACHED_QUERIES)
-
-    # --- lifecycle ---------------------------------------------------------------
-
-    def start(self) -> SalesforceSandbox:
-        """Bind and serve in a daemon thread; builds the Opportunity data up front."""
-        if self._server is not None:
-            return self
-        self._load("Opportunity")  # so the first query is not also the data build
-        server = _Server(("127.0.0.1", self._requested_port), _Handler)
-        server.sandbox = self
-        server.ssl_context = self._ssl_context
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"salesforce-sandbox-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, close the socket and drop open keep-alive connections."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        server.close_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> SalesforceSandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the sandbox is not running; call start() first")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        scheme = "https" if self._ssl_context is not None else "http"
-        return f"{scheme}://127.0.0.1:{self.port}"
 
     # --- data --------------------------------------------------------------------
 
@@ -346,23 +272,6 @@ class SalesforceSandbox:
 
     # --- faults and stats --------------------------------------------------------
 
-    def inject(
-        self, kind: str, count: int = 1, path_contains: str | None = None,
-        retry_after: float | None = None, after: int = 0,
-    ) -> None:  # fmt: skip
-        """Make the next `count` matching requests (after letting `after` pass) fail.
-
-        `path_contains` is matched against the request path without a trailing slash,
-        plus "?query" if there is one, so "/query/" hits only queryMore pages.
-        """
-        self.faults.inject(kind, count, path_contains, retry_after, after)
-
-    def reset_faults(self) -> None:
-        self.faults.clear()
-
-    def pending_faults(self) -> list[dict[str, Any]]:
-        return self.faults.pending()
-
     def stats(self) -> dict[str, Any]:
         """Requests received per kind (token, query, query_more, describe, ...), their
         total, faults served per fault kind, and the page cache's hits, misses and bytes."""
@@ -387,9 +296,13 @@ class SalesforceSandbox:
 
     # --- request handling --------------------------------------------------------
 
-    def _respond(
-        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
-    ) -> _Reply:
+    def before_start(self) -> None:
+        self._load("Opportunity")  # so the first query is not also the data build
+
+    def internal_error(self) -> Reply:
+        return _errors(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred.")
+
+    def respond(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         parts = urlsplit(raw_path)
         path = parts.path
         if path.startswith("/__sandbox/"):
@@ -409,12 +322,12 @@ class SalesforceSandbox:
         reply = self._route(kind, match, method, parts.query, headers, body)
         if fault is not None:  # malformed: a 200 whose JSON stops half way
             cut = reply.body[: max(1, len(reply.body) // 2)] if reply.body else b'{"records":['
-            return _Reply(200, cut, {"Content-Type": _JSON})
+            return Reply(200, cut, {"Content-Type": _JSON})
         return reply
 
-    def _fault_reply(self, fault: Fault) -> _Reply:
+    def _fault_reply(self, fault: Fault) -> Reply:
         if fault.kind == "reset":
-            return _Reply(0, reset=True)
+            return Reply(0, reset=True)
         if fault.kind == "expire_token":
             self.expire_tokens()
             return _session_error()
@@ -439,7 +352,7 @@ class SalesforceSandbox:
         query: str,
         headers: Mapping[str, str],
         body: bytes,
-    ) -> _Reply:
+    ) -> Reply:
         if kind == "token":
             if method != "POST":
                 return _oauth_error("invalid_request", "must use HTTP POST")
@@ -453,7 +366,7 @@ class SalesforceSandbox:
                 f"HTTP Method '{method}' not allowed. Allowed are GET,HEAD",
             )
         if kind == "versions":
-            return _Reply(200, _json(self._versions()))
+            return Reply(200, json_body(self._versions()))
         if not self._authorized(headers):
             return _session_error()
         assert match is not None
@@ -476,29 +389,29 @@ class SalesforceSandbox:
         version: str,
         params: dict[str, list[str]],
         headers: Mapping[str, str],
-    ) -> _Reply:
+    ) -> Reply:
         if kind == "resources":
             base = f"/services/data/v{version}"
             names = ("limits", "query", "queryAll", "sobjects")
-            return _Reply(200, _json({name: f"{base}/{name}" for name in names}))
+            return Reply(200, json_body({name: f"{base}/{name}" for name in names}))
         if kind == "describe_global":
-            return _Reply(200, _json(self._describe_global(version)))
+            return Reply(200, json_body(self._describe_global(version)))
         if kind == "limits":
-            return _Reply(200, _json(self._limits()))
+            return Reply(200, json_body(self._limits()))
         if kind in ("sobject", "describe", "record", "updated", "deleted"):
             spec = self._objects.get(unquote(match["obj"]).lower())
             if spec is None:
                 return _not_found()
             if kind == "sobject":
                 entry = data.global_entry(spec, version)
-                return _Reply(200, _json({"objectDescribe": entry, "recentItems": []}))
+                return Reply(200, json_body({"objectDescribe": entry, "recentItems": []}))
             if kind == "describe":
-                return _Reply(200, _json(data.describe(spec, version)))
+                return Reply(200, json_body(data.describe(spec, version)))
             if kind in ("updated", "deleted"):
                 status, answer = changes.replication(
                     kind, self.frame(spec.name), params, datetime.now(UTC)
                 )
-                return _Reply(status, _json(answer))
+                return Reply(status, json_body(answer))
             return self._record(spec, unquote(match["id"]), params, version)
         if kind in ("query", "query_all"):
             return self._query(params, headers, version, include_deleted=kind == "query_all")
@@ -519,7 +432,7 @@ class SalesforceSandbox:
                 return False
             return expiry is not None
 
-    def _token(self, query: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+    def _token(self, query: str, headers: Mapping[str, str], body: bytes) -> Reply:
         # Salesforce reads the parameters from the form body or the query string.
         params = {k: v[0] for k, v in parse_qs(query).items()}
         params |= {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
@@ -553,7 +466,7 @@ class SalesforceSandbox:
             return self._token_reply(refresh=True, scope="api refresh_token")
         return self._token_reply(refresh=False, scope="api")
 
-    def _token_reply(self, *, refresh: bool, scope: str) -> _Reply:
+    def _token_reply(self, *, refresh: bool, scope: str) -> Reply:
         issued_at = str(int(time.time() * 1000))
         identity = f"{self.url}/id/{data.ORG_ID}/{data.USER_ID}"
         # As documented: HMAC-SHA256 of id + issued_at keyed with the client secret.
@@ -572,7 +485,7 @@ class SalesforceSandbox:
             "issued_at": issued_at,
         }
         no_store = "no-cache,must-revalidate,max-age=0,no-store,private"
-        return _Reply(200, _json(answer), {"Cache-Control": no_store})
+        return Reply(200, json_body(answer), {"Cache-Control": no_store})
 
     # --- resources -------------------------------------------------------------------
 
@@ -602,7 +515,7 @@ class SalesforceSandbox:
 
     def _record(
         self, spec: data.ObjectSpec, record_id: str, params: dict[str, list[str]], version: str
-    ) -> _Reply:
+    ) -> Reply:
         row = data.record_number(record_id, spec.key_prefix)
         frame = self.frame(spec.name)
         if row is None or row >= frame.height or len(record_id) not in (15, 18):
@@ -624,7 +537,7 @@ class SalesforceSandbox:
                 )
             names = [lookup[f.lower()] for f in wanted]
         cursor = _Cursor(spec.name, names, pl.Series([row], dtype=pl.UInt32), 1, 1, version)
-        return _Reply(200, self._records_json(cursor, 0, 1)[1:-1])
+        return Reply(200, self._records_json(cursor, 0, 1)[1:-1])
 
     # --- queries ---------------------------------------------------------------------
 
@@ -635,7 +548,7 @@ class SalesforceSandbox:
         version: str,
         *,
         include_deleted: bool,
-    ) -> _Reply:
+    ) -> Reply:
         soql = (params.get("q") or [""])[0]
         if not soql.strip():
             return _errors(400, "MALFORMED_QUERY", "A query string has to be specified")
@@ -646,7 +559,7 @@ class SalesforceSandbox:
         key = (query.normalized, include_deleted, version, tuple(query.fields))
         rows, total = self._select(query, key, include_deleted)
         if query.is_count:
-            return _Reply(200, _json({"totalSize": total, "done": True, "records": []}))
+            return Reply(200, json_body({"totalSize": total, "done": True, "records": []}))
         batch = self._batch_size(headers) or DEFAULT_BATCH_SIZE
         cursor = _Cursor(query.sobject, query.fields, rows, total, batch, version, key=key)
         locator = self._open_cursor(cursor) if total > batch else ""
@@ -667,7 +580,7 @@ class SalesforceSandbox:
             self._query_cache.put(key, selected)
         return selected
 
-    def _query_more(self, locator_offset: str, headers: Mapping[str, str]) -> _Reply:
+    def _query_more(self, locator_offset: str, headers: Mapping[str, str]) -> Reply:
         locator, _, offset = locator_offset.rpartition("-")
         with self._lock:
             self._expire_cursors()
@@ -708,7 +621,7 @@ class SalesforceSandbox:
                 break
             del self._cursors[locator]
 
-    def _page(self, cursor: _Cursor, locator: str, start: int, batch: int) -> _Reply:
+    def _page(self, cursor: _Cursor, locator: str, start: int, batch: int) -> Reply:
         end = min(start + batch, cursor.total)
         done = end >= cursor.total
         head = f'{{"totalSize":{cursor.total},"done":{"true" if done else "false"},'
@@ -717,7 +630,7 @@ class SalesforceSandbox:
         prefix = (head + '"records":').encode()
         cache = self._page_cache
         if cache is None or cursor.key is None:
-            return _Reply(200, self._records_json(cursor, start, end, prefix, b"}"))
+            return Reply(200, self._records_json(cursor, start, end, prefix, b"}"))
         # Keyed by what the query is, not by this execution's locator.
         key = (cursor.key, start, batch)
         records = cache.get(key)
@@ -726,7 +639,7 @@ class SalesforceSandbox:
             self._write_records(cursor, start, end, buf)
             records = buf.getvalue()  # hands over BytesIO's buffer, no copy
             cache.put(key, records, len(records))
-        return _Reply(200, b"".join((prefix, records, b"}")))
+        return Reply(200, b"".join((prefix, records, b"}")))
 
     def _records_json(
         self, cursor: _Cursor, start: int, end: int, prefix: bytes = b"", suffix: bytes = b""
@@ -755,18 +668,18 @@ class SalesforceSandbox:
 
     # --- admin API ---------------------------------------------------------------------
 
-    def _admin(self, method: str, path: str, body: bytes) -> _Reply:
+    def _admin(self, method: str, path: str, body: bytes) -> Reply:
         route = (method, path.rstrip("/"))
         if route == ("GET", "/__sandbox/stats"):
-            return _Reply(200, _json(self.stats()))
+            return Reply(200, json_body(self.stats()))
         if route == ("DELETE", "/__sandbox/stats"):
             self.reset_stats()
-            return _Reply(200, _json(self.stats()))
+            return Reply(200, json_body(self.stats()))
         if route == ("GET", "/__sandbox/faults"):
-            return _Reply(200, _json({"faults": self.pending_faults()}))
+            return Reply(200, json_body({"faults": self.pending_faults()}))
         if route == ("DELETE", "/__sandbox/faults"):
             self.reset_faults()
-            return _Reply(200, _json({"faults": []}))
+            return Reply(200, json_body({"faults": []}))
         if route == ("POST", "/__sandbox/faults"):
             try:
                 spec = json.loads(body or b"{}")
@@ -776,8 +689,8 @@ class SalesforceSandbox:
                         raise ValueError(f"a fault takes the keys {sorted(allowed)}")
                     self.inject(**item)
             except (ValueError, TypeError) as exc:
-                return _Reply(400, _json({"error": str(exc)}))
-            return _Reply(201, _json({"faults": self.pending_faults()}))
+                return Reply(400, json_body({"error": str(exc)}))
+            return Reply(201, json_body({"faults": self.pending_faults()}))
         if route == ("POST", "/__sandbox/changes"):
             try:
                 spec = json.loads(body or b"{}")
@@ -786,124 +699,11 @@ class SalesforceSandbox:
                     raise ValueError(f"a change takes the keys {sorted(allowed)}")
                 change = self.change_records(spec.pop("object", "Opportunity"), **spec)
             except (ValueError, TypeError, KeyError) as exc:
-                return _Reply(400, _json({"error": str(exc)}))
-            return _Reply(200, _json(change.as_json()))
+                return Reply(400, json_body({"error": str(exc)}))
+            return Reply(200, json_body(change.as_json()))
         if route == ("POST", "/__sandbox/refresh_token"):
-            return _Reply(201, _json({"refresh_token": self.issue_refresh_token()}))
-        return _Reply(404, _json({"error": f"no admin route {method} {path}"}))
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    sandbox: SalesforceSandbox
-    ssl_context: ssl.SSLContext | None = None
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        conn = request
-        try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.ssl_context is not None:
-                # Handshake here, in the connection's thread, not in the accept loop.
-                conn = self.ssl_context.wrap_socket(request, server_side=True)
-            with self._connections_lock:
-                self._connections.add(conn)
-            self.RequestHandlerClass(conn, client_address, self)
-        finally:
-            with self._connections_lock:
-                self._connections.discard(conn)
-            if conn is not request:
-                conn.close()
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            conns = list(self._connections)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients dropping connections (and the reset fault) are routine here.
-        if not self.sandbox.quiet:
-            log.exception("error while serving %s", client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FlowbridgeSalesforceSandbox/1.0"
-    timeout = 300  # idle keep-alive connections are closed after this
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
-
-    def _serve(self) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.close_connection = True  # cannot tell where the next request starts
-            self._send(_errors(400, "MALFORMED_REQUEST", "invalid Content-Length header"))
-            return
-        body = self.rfile.read(length) if length > 0 else b""
-        sandbox = self.server.sandbox
-        try:
-            reply = sandbox._respond(self.command, self.path, self.headers, body)
-        except Exception:
-            log.exception("sandbox failed on %s %s", self.command, self.path.split("?")[0])
-            reply = _errors(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred.")
-        if reply.reset:
-            self._reset()
-            return
-        self._send(reply)
-
-    def _send(self, reply: _Reply) -> None:
-        headers = {"Date": formatdate(usegmt=True), "Content-Type": _JSON}
-        headers |= reply.headers
-        headers["Content-Length"] = str(len(reply.body))
-        if self.close_connection:
-            headers["Connection"] = "close"
-        phrase = HTTPStatus(reply.status).phrase
-        lines = [f"HTTP/1.1 {reply.status} {phrase}", *(f"{k}: {v}" for k, v in headers.items())]
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        if self.command != "HEAD":
-            # A separate write rather than a megabyte copy; TCP_NODELAY (set on accept)
-            # keeps the short head from waiting for an ACK.
-            self.wfile.write(reply.body)
-        if not self.server.sandbox.quiet:
-            log.info(
-                "%s %s -> %d (%d bytes)",
-                self.command,
-                self.path.split("?")[0],
-                reply.status,
-                len(reply.body),
-            )
-
-    def _reset(self) -> None:
-        """Drop the connection with a TCP RST instead of answering."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            linger = struct.pack("ii", 1, 0)
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-        # The buffered reader holds the socket open too; close both so the kernel
-        # actually drops it, with linger 0 meaning RST rather than FIN. (The writer
-        # is unbuffered and holds no reference.)
-        with contextlib.suppress(OSError):
-            self.rfile.close()
-        self.connection.close()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Only protocol-level problems reach here; requests are logged in _send without
-        # query strings, and nothing logs headers (tokens) or bodies (secrets).
-        if not self.server.sandbox.quiet:
-            # A rejected request line may carry credentials in its query string.
-            message = re.sub(r"\?[^\s\"']*", "?...", format % args)
-            log.warning("%s - %s", self.address_string(), message)
+            return Reply(201, json_body({"refresh_token": self.issue_refresh_token()}))
+        return Reply(404, json_body({"error": f"no admin route {method} {path}"}))
 
 
 def serve_forever_cli(argv: list[str] | None = None) -> int:

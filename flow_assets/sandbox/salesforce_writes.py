@@ -14,9 +14,10 @@ from urllib.parse import unquote
 import polars as pl
 
 from flow_assets.sandbox import salesforce_data as data
+from flow_assets.sandbox.server import Reply, json_body
 
 if TYPE_CHECKING:
-    from flow_assets.sandbox.salesforce import SalesforceSandbox, _Reply
+    from flow_assets.sandbox.salesforce import SalesforceSandbox
 
 KINDS = ("collections", "collections_upsert")
 MAX_RECORDS = 200  # per sObject Collections call
@@ -41,8 +42,8 @@ class RecordError(Exception):
 def respond(
     sandbox: SalesforceSandbox, kind: str, match: re.Match[str], method: str,
     params: dict[str, list[str]], body: bytes,
-) -> _Reply:  # fmt: skip
-    from flow_assets.sandbox.salesforce import _errors, _json, _not_found, _Reply
+) -> Reply:  # fmt: skip
+    from flow_assets.sandbox.salesforce import _errors, _not_found
 
     allowed = {"collections": ("POST", "PATCH", "DELETE"), "collections_upsert": ("PATCH",)}
     if method not in allowed[kind]:
@@ -78,7 +79,7 @@ def respond(
         external = field.name
     with _WRITE_LOCK:
         results = _Batch(sandbox, method, external, all_or_none).run(records)
-    return _Reply(200, _json(results))
+    return Reply(200, json_body(results))
 
 
 class _Batch:

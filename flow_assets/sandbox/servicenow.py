@@ -5,24 +5,18 @@ values as text), the sys_db_object and sys_dictionary tables, basic auth and OAu
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import random
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email.utils import formatdate
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import polars as pl
 
-from flow_assets.sandbox.faults import Fault, FaultQueue
+from flow_assets.sandbox.faults import Fault
+from flow_assets.sandbox.server import Reply, SandboxServer, json_body
 
 FAULT_KINDS = ("expire_token", "429", "503", "malformed")
 MAX_LIMIT = 10_000
@@ -62,20 +56,9 @@ _OPS = ("ISNOTEMPTY", "ISEMPTY", "BETWEEN", "NOT IN", "IN", "STARTSWITH", "LIKE"
         ">=", "<=", "!=", "=", ">", "<")  # fmt: skip
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _json(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def _failure(status: int, message: str, detail: str | None = None, **headers: str) -> _Reply:
+def _failure(status: int, message: str, detail: str | None = None, **headers: str) -> Reply:
     """ServiceNow's REST error shape."""
-    return _Reply(status, _json({"error": {"message": message, "detail": detail},
+    return Reply(status, json_body({"error": {"message": message, "detail": detail},
                                  "status": "failure"}), headers)  # fmt: skip
 
 
@@ -173,13 +156,17 @@ def _typed(text: str, kind: str) -> Any:
     return text
 
 
-class ServiceNowSandbox:
+class ServiceNowSandbox(SandboxServer):
     """A ServiceNow instance stand-in on 127.0.0.1 with deterministic data.
 
     Credentials: the user `username`/`password` (basic auth, or OAuth's password grant), and
     an OAuth client (`client_id`, `client_secret`) for POST /oauth_token.do (password,
     refresh_token and client_credentials grants).
     """
+
+    product = "ServiceNow"
+    content_type = _JSON
+    fault_kinds = FAULT_KINDS
 
     def __init__(
         self,
@@ -192,6 +179,7 @@ class ServiceNowSandbox:
         client_secret: str = "sandbox-secret",
         link_header: bool = True,
     ) -> None:
+        super().__init__(port)
         self.records = records
         self.seed = seed
         self.username = username
@@ -199,15 +187,11 @@ class ServiceNowSandbox:
         self.client_id = client_id
         self.client_secret = client_secret
         self.link_header = link_header  # ServiceNow sends one; False tests plain offset paging
-        self._requested_port = port
         self._data = build_tables(records, seed)
         self._dictionary = {"task": _TASK, **_OWN}
         self._access_tokens: set[str] = set()
         self._refresh_tokens: set[str] = set()
-        self.faults = FaultQueue(FAULT_KINDS)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.requests: list[str] = []  # paths with queries, in order (no credentials in them)
         self.grants: list[str] = []  # grant types asked of /oauth_token.do, in order
         rng = random.Random(seed + 1)
@@ -225,45 +209,6 @@ class ServiceNowSandbox:
                 for element, kind in [("", "collection"), *entries]
             ],
         }  # fmt: skip
-
-    # --- lifecycle ---------------------------------------------------------------
-
-    def start(self) -> ServiceNowSandbox:
-        if self._server is None:
-            server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), _Handler)
-            server.daemon_threads = True
-            server.sandbox = self  # type: ignore[attr-defined]
-            self._server = server
-            self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-
-    def __enter__(self) -> ServiceNowSandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the sandbox is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # --- truth, credentials, faults ----------------------------------------------
 
@@ -299,20 +244,9 @@ class ServiceNowSandbox:
         with self._lock:
             self._refresh_tokens.clear()
 
-    def inject(
-        self, kind: str, count: int = 1, path_contains: str | None = None,
-        retry_after: float | None = None, after: int = 0,
-    ) -> None:  # fmt: skip
-        self.faults.inject(kind, count, path_contains, retry_after, after)
-
-    def pending_faults(self) -> list[dict[str, Any]]:
-        return self.faults.pending()
-
     # --- requests ----------------------------------------------------------------
 
-    def respond(
-        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
-    ) -> _Reply:
+    def respond(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         parts = urlsplit(raw_path)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         with self._lock:
@@ -325,10 +259,10 @@ class ServiceNowSandbox:
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         reply = self._route(method, parts.path, query, headers)
         if fault is not None:  # malformed: a 200 whose JSON stops half way
-            return _Reply(200, reply.body[: max(1, len(reply.body) // 2)], reply.headers)
+            return Reply(200, reply.body[: max(1, len(reply.body) // 2)], reply.headers)
         return reply
 
-    def _fault_reply(self, fault: Fault) -> _Reply:
+    def _fault_reply(self, fault: Fault) -> Reply:
         if fault.kind == "expire_token":
             self.expire_tokens()
             return self._unauthorized()
@@ -343,7 +277,7 @@ class ServiceNowSandbox:
                            "X-RateLimit-Rule": "b9c0e0b2db4b1010sandboxrule0000"})  # fmt: skip
 
     @staticmethod
-    def _unauthorized() -> _Reply:
+    def _unauthorized() -> Reply:
         return _failure(401, "User Not Authenticated", "Required to provide Auth information")
 
     def _authorized(self, headers: Mapping[str, str]) -> bool:
@@ -359,10 +293,12 @@ class ServiceNowSandbox:
             return user == self.username and secrets.compare_digest(secret, self.password)
         return False
 
-    def _token(self, headers: Mapping[str, str], body: bytes) -> _Reply:
-        denied = _Reply(401, _json({"error_description": "access_denied", "error": "server_error"}))
+    def _token(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        denied = Reply(
+            401, json_body({"error_description": "access_denied", "error": "server_error"})
+        )
         if "json" in (headers.get("Content-Type") or ""):  # the endpoint takes a form only
-            return _Reply(400, _json({"error_description": "unsupported content type",
+            return Reply(400, json_body({"error_description": "unsupported content type",
                                       "error": "server_error"}))  # fmt: skip
         form = {k: v[-1] for k, v in parse_qs(body.decode(errors="replace")).items()}
         grant = form.get("grant_type", "")
@@ -385,7 +321,7 @@ class ServiceNowSandbox:
                     return denied
             refresh = form["refresh_token"]
         elif grant != "client_credentials":
-            return _Reply(400, _json({"error_description": "unsupported grant_type",
+            return Reply(400, json_body({"error_description": "unsupported grant_type",
                                       "error": "server_error"}))  # fmt: skip
         answer: dict[str, Any] = {"access_token": self.issue_access_token(),
                                   "scope": "useraccount", "token_type": "Bearer",
@@ -394,11 +330,11 @@ class ServiceNowSandbox:
             with self._lock:
                 self._refresh_tokens.add(refresh)
             answer["refresh_token"] = refresh
-        return _Reply(200, _json(answer))
+        return Reply(200, json_body(answer))
 
     def _route(
         self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str]
-    ) -> _Reply:
+    ) -> Reply:
         if not self._authorized(headers):
             return self._unauthorized()
         if method != "GET":
@@ -427,7 +363,7 @@ class ServiceNowSandbox:
         reply_headers = {"X-Total-Count": str(len(matching))}
         if self.link_header:
             reply_headers["Link"] = self._links(path, query, offset, limit, len(matching))
-        return _Reply(200, _json({"result": result}), reply_headers)
+        return Reply(200, json_body({"result": result}), reply_headers)
 
     def _wire(self, value: str, kind: str, links: bool) -> Any:
         if kind == "reference" and links and value:
@@ -482,6 +418,9 @@ class ServiceNowSandbox:
             return _test(name, types[name], op, rest[len(op) :])
         return None
 
+    def internal_error(self) -> Reply:
+        return _failure(500, "Internal Server Error", "An unexpected error occurred")
+
 
 def _sort_key(text: str, kind: str) -> tuple:
     value = _typed(text, kind)
@@ -517,28 +456,3 @@ def _test(name: str, kind: str, op: str, raw: str) -> Callable[[dict], bool]:
     if op == "!=":
         return lambda r: compare(value(r[name]))
     return lambda r: r[name] != "" and compare(value(r[name]))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FlowbridgeServiceNowSandbox/1.0"
-
-    def do_GET(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        sandbox: ServiceNowSandbox = self.server.sandbox  # type: ignore[attr-defined]
-        try:
-            reply = sandbox.respond(self.command, self.path, self.headers, body)
-        except Exception:  # noqa: BLE001 - the sandbox answers as an instance would: a 500
-            reply = _failure(500, "Internal Server Error", "An unexpected error occurred")
-        headers = {"Date": formatdate(usegmt=True), "Content-Type": _JSON} | reply.headers
-        headers["Content-Length"] = str(len(reply.body))
-        lines = [f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}",
-                 *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
-        with contextlib.suppress(OSError):
-            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
-
-    do_POST = do_PUT = do_DELETE = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # quiet: request lines carry queries, and tests do not want the noise

@@ -11,17 +11,13 @@ import random
 import secrets
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from email.utils import formatdate
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 
-from flow_assets.sandbox.faults import Fault, FaultQueue
+from flow_assets.sandbox.faults import Fault
+from flow_assets.sandbox.server import Reply, SandboxServer, json_body
 
 FAULT_KINDS = ("expire_token", "429", "503", "malformed")
 TEAM_ID = "T0SANDBOX"
@@ -31,20 +27,9 @@ _JSON = "application/json; charset=utf-8"
 _CHANNEL_TYPES = {"public_channel", "private_channel", "mpim", "im"}
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _json(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def _fail(error: str, status: int = 200, **extra: Any) -> _Reply:
+def _fail(error: str, status: int = 200, **extra: Any) -> Reply:
     """Slack's error answer: HTTP 200 (mostly) and {"ok": false, "error": ...}."""
-    return _Reply(status, _json({"ok": False, "error": error, **extra}))
+    return Reply(status, json_body({"ok": False, "error": error, **extra}))
 
 
 def _cursor(kind: str, position: str) -> str:
@@ -169,13 +154,17 @@ def typed_frame(object_name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
     )
 
 
-class SlackSandbox:
+class SlackSandbox(SandboxServer):
     """A Slack Web API stand-in on 127.0.0.1 (methods under /api/) with deterministic data.
 
     Credentials: a non-expiring bot token `bot_token` (xoxb-), and an app (`client_id`,
     `client_secret`) with token rotation: oauth.v2.access exchanges `refresh_token` (single
     use: each exchange revokes it and issues the next) for an expiring xoxe.xoxb- token.
     """
+
+    product = "Slack"
+    content_type = _JSON
+    fault_kinds = FAULT_KINDS
 
     def __init__(
         self,
@@ -189,59 +178,17 @@ class SlackSandbox:
         client_secret: str = "sandbox-client-secret",
         refresh_token: str = "xoxe-1-sandbox-refresh",
     ) -> None:
+        super().__init__(port)
         self.seed = seed
         self.bot_token = bot_token
         self.client_id = client_id
         self.client_secret = client_secret
-        self._requested_port = port
         self._data = build_workspace(channels, users, messages, seed)
         self._refresh_tokens: set[str] = {refresh_token}
         self._access_tokens: set[str] = set()
-        self.faults = FaultQueue(FAULT_KINDS)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.requests: list[str] = []  # paths with queries, in order (never a credential)
         self.rotations = 0
-
-    # --- lifecycle ---------------------------------------------------------------
-
-    def start(self) -> SlackSandbox:
-        if self._server is None:
-            server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), _Handler)
-            server.daemon_threads = True
-            server.sandbox = self  # type: ignore[attr-defined]
-            self._server = server
-            self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-
-    def __enter__(self) -> SlackSandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the sandbox is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # --- truth, credentials, faults ----------------------------------------------
 
@@ -272,26 +219,15 @@ class SlackSandbox:
         with self._lock:
             self._access_tokens.clear()
 
-    def inject(
-        self, kind: str, count: int = 1, path_contains: str | None = None,
-        retry_after: float | None = None, after: int = 0,
-    ) -> None:  # fmt: skip
-        self.faults.inject(kind, count, path_contains, retry_after, after)
-
-    def pending_faults(self) -> list[dict[str, Any]]:
-        return self.faults.pending()
-
     # --- requests ----------------------------------------------------------------
 
-    def respond(
-        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
-    ) -> _Reply:
+    def respond(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         parts = urlsplit(raw_path)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         with self._lock:
             self.requests.append(target)
         if not parts.path.startswith("/api/"):
-            return _Reply(404, b"Not Found", {"Content-Type": "text/plain"})
+            return Reply(404, b"Not Found", {"Content-Type": "text/plain"})
         api_method = parts.path.removeprefix("/api/")
         # Arguments: a query string, and for POST a form or a JSON body (Slack takes all three).
         args = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -311,19 +247,21 @@ class SlackSandbox:
             return self._fault_reply(fault)
         reply = self._route(api_method, args, headers)
         if fault is not None:  # malformed: a 200 whose JSON stops half way
-            return _Reply(200, reply.body[: max(1, len(reply.body) // 2)])
+            return Reply(200, reply.body[: max(1, len(reply.body) // 2)])
         return reply
 
-    def _fault_reply(self, fault: Fault) -> _Reply:
+    def _fault_reply(self, fault: Fault) -> Reply:
         if fault.kind == "expire_token":
             self.expire_tokens()
             return _fail("token_expired")
         seconds = "1" if fault.retry_after is None else f"{fault.retry_after:g}"
         if fault.kind == "503":
-            return _Reply(503, _json({"ok": False, "error": "service_unavailable"}),
+            return Reply(503, json_body({"ok": False, "error": "service_unavailable"}),
                           {"Retry-After": seconds})  # fmt: skip
         # Rate limited: HTTP 429, Retry-After in seconds, and an ok:false body.
-        return _Reply(429, _json({"ok": False, "error": "ratelimited"}), {"Retry-After": seconds})
+        return Reply(
+            429, json_body({"ok": False, "error": "ratelimited"}), {"Retry-After": seconds}
+        )
 
     def _token_of(self, args: Mapping[str, str], headers: Mapping[str, str]) -> str | None:
         value = headers.get("Authorization") or ""
@@ -342,7 +280,7 @@ class SlackSandbox:
         # A rotating token that expired answers token_expired; anything else invalid_auth.
         return "token_expired" if token.startswith("xoxe.xoxb-") else "invalid_auth"
 
-    def _exchange(self, args: Mapping[str, str], headers: Mapping[str, str]) -> _Reply:
+    def _exchange(self, args: Mapping[str, str], headers: Mapping[str, str]) -> Reply:
         client_id, client_secret = args.get("client_id"), args.get("client_secret")
         basic = headers.get("Authorization") or ""
         if basic.startswith("Basic "):  # the client may authenticate with HTTP basic auth
@@ -362,7 +300,7 @@ class SlackSandbox:
             self._refresh_tokens.discard(used)  # single use: the exchange revokes it
             self.rotations += 1
         access, refresh = self.issue_access_token(), self.issue_refresh_token()
-        return _Reply(200, _json({
+        return Reply(200, json_body({
             "ok": True, "app_id": "A0SANDBOX1", "authed_user": {"id": "U000000000"},
             "scope": "channels:read,channels:history,groups:read,groups:history,users:read",
             "token_type": "bot", "access_token": access, "bot_user_id": BOT_USER,
@@ -371,14 +309,14 @@ class SlackSandbox:
             "is_enterprise_install": False,
         }))  # fmt: skip
 
-    def _route(self, api_method: str, args: dict[str, str], headers: Mapping[str, str]) -> _Reply:
+    def _route(self, api_method: str, args: dict[str, str], headers: Mapping[str, str]) -> Reply:
         if api_method == "api.test":
-            return _Reply(200, _json({"ok": True, "args": args}))
+            return Reply(200, json_body({"ok": True, "args": args}))
         error = self._caller_error(self._token_of(args, headers))
         if error is not None:
             return _fail(error)
         if api_method == "auth.test":
-            return _Reply(200, _json({"ok": True, "url": "https://sandbox.slack.com/",
+            return Reply(200, json_body({"ok": True, "url": "https://sandbox.slack.com/",
                                       "team": "Flowbridge Sandbox", "user": "flowbridge",
                                       "team_id": TEAM_ID, "user_id": BOT_USER,
                                       "bot_id": "B0SANDBOX1", "is_enterprise_install": False}))  # fmt: skip
@@ -409,7 +347,7 @@ class SlackSandbox:
         more = start + limit < len(rows)
         return page, _cursor(kind, str(start + limit)) if more else ""
 
-    def _list(self, args: dict[str, str]) -> _Reply:
+    def _list(self, args: dict[str, str]) -> Reply:
         types = set((args.get("types") or "public_channel").split(","))
         if not types <= _CHANNEL_TYPES:
             return _fail("invalid_types")
@@ -427,10 +365,10 @@ class SlackSandbox:
         if paged is None:
             return _fail("invalid_cursor")
         page, cursor = paged
-        return _Reply(200, _json({"ok": True, "channels": page,
+        return Reply(200, json_body({"ok": True, "channels": page,
                                   "response_metadata": {"next_cursor": cursor}}))  # fmt: skip
 
-    def _users(self, args: dict[str, str]) -> _Reply:
+    def _users(self, args: dict[str, str]) -> Reply:
         limit = self._limit(args, 0)
         if limit is None:
             return _fail("invalid_limit")
@@ -439,10 +377,10 @@ class SlackSandbox:
         if paged is None:
             return _fail("invalid_cursor")
         page, cursor = paged
-        return _Reply(200, _json({"ok": True, "members": page, "cache_ts": _START,
+        return Reply(200, json_body({"ok": True, "members": page, "cache_ts": _START,
                                   "response_metadata": {"next_cursor": cursor}}))  # fmt: skip
 
-    def _history(self, args: dict[str, str]) -> _Reply:
+    def _history(self, args: dict[str, str]) -> Reply:
         channel = next((c for c in self._data["channels"] if c["id"] == args.get("channel")), None)
         if channel is None:
             return _fail("channel_not_found")
@@ -485,7 +423,10 @@ class SlackSandbox:
         }  # fmt: skip
         if more:
             answer["response_metadata"] = {"next_cursor": _cursor("next_ts", page[-1]["ts"])}
-        return _Reply(200, _json(answer))
+        return Reply(200, json_body(answer))
+
+    def internal_error(self) -> Reply:
+        return Reply(500, json_body({"ok": False, "error": "internal_error"}))
 
 
 def _micros(ts: str) -> int:
@@ -494,28 +435,3 @@ def _micros(ts: str) -> int:
     if not seconds.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > 6:
         raise ValueError(ts)
     return int(seconds) * 1_000_000 + int(fraction.ljust(6, "0") or 0)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FlowbridgeSlackSandbox/1.0"
-
-    def do_GET(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        sandbox: SlackSandbox = self.server.sandbox  # type: ignore[attr-defined]
-        try:
-            reply = sandbox.respond(self.command, self.path, self.headers, body)
-        except Exception:  # noqa: BLE001 - the sandbox answers as Slack would: a 500
-            reply = _Reply(500, _json({"ok": False, "error": "internal_error"}))
-        headers = {"Date": formatdate(usegmt=True), "Content-Type": _JSON} | reply.headers
-        headers["Content-Length"] = str(len(reply.body))
-        lines = [f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}",
-                 *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
-        with contextlib.suppress(OSError):
-            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
-
-    do_POST = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # quiet: request lines may carry cursors, and tests do not want the noise

@@ -5,25 +5,20 @@ injectable faults, with deterministic data, for tests and demos."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import random
 import secrets
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import formatdate
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import polars as pl
 
-from flow_assets.sandbox.faults import Fault, FaultQueue
+from flow_assets.sandbox.faults import Fault
+from flow_assets.sandbox.server import Reply, SandboxServer, json_body
 
 FAULT_KINDS = ("expire_token", "429", "503", "malformed")
 MAX_PER_PAGE = 1000
@@ -52,20 +47,9 @@ _NESTED = ("via", "custom_fields", "satisfaction_rating", "user_fields", "organi
            "photo", "fields")  # fmt: skip
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _json(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def _error(status: int, error: str, description: str | None = None, **headers: str) -> _Reply:
+def _error(status: int, error: str, description: str | None = None, **headers: str) -> Reply:
     body = {"error": error} if description is None else {"error": error, "description": description}
-    return _Reply(status, _json(body), headers)
+    return Reply(status, json_body(body), headers)
 
 
 def _stamp(moment: datetime) -> str:
@@ -143,13 +127,17 @@ def typed_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     )
 
 
-class ZendeskSandbox:
+class ZendeskSandbox(SandboxServer):
     """A Zendesk Support API stand-in on 127.0.0.1 with deterministic data.
 
     Credentials: the API token `api_token` of the admin `email` (basic auth
     `{email}/token:{api_token}`), and an OAuth client (`client_id`, `client_secret`) whose
     client credentials grant on POST /oauth/tokens issues bearer tokens.
     """
+
+    product = "Zendesk"
+    content_type = _JSON
+    fault_kinds = FAULT_KINDS
 
     def __init__(
         self,
@@ -161,63 +149,21 @@ class ZendeskSandbox:
         client_id: str = "flowbridge-sandbox",
         client_secret: str = "sandbox-secret",
     ) -> None:
+        super().__init__(port)
         self.records = records
         self.seed = seed
         self.email = email
         self.api_token = api_token
         self.client_id = client_id
         self.client_secret = client_secret
-        self._requested_port = port
         self._data = build_records(records, seed)
         # Export order: by update second, then id (what a cursor position names).
         for rows in self._data.values():
             rows.sort(key=lambda r: (r["updated_at"], r["id"]))
         self._access_tokens: set[str] = set()
-        self.faults = FaultQueue(FAULT_KINDS)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.requests: list[str] = []  # paths with queries, in order (no credentials in them)
         self.now = time.time  # the sandbox's clock, for the one-minute start_time rule
-
-    # --- lifecycle ---------------------------------------------------------------
-
-    def start(self) -> ZendeskSandbox:
-        if self._server is None:
-            server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), _Handler)
-            server.daemon_threads = True
-            server.sandbox = self  # type: ignore[attr-defined]
-            self._server = server
-            self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-
-    def __enter__(self) -> ZendeskSandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the sandbox is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # --- truth, credentials, faults ----------------------------------------------
 
@@ -240,20 +186,9 @@ class ZendeskSandbox:
         with self._lock:
             self._access_tokens.clear()
 
-    def inject(
-        self, kind: str, count: int = 1, path_contains: str | None = None,
-        retry_after: float | None = None, after: int = 0,
-    ) -> None:  # fmt: skip
-        self.faults.inject(kind, count, path_contains, retry_after, after)
-
-    def pending_faults(self) -> list[dict[str, Any]]:
-        return self.faults.pending()
-
     # --- requests ----------------------------------------------------------------
 
-    def respond(
-        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
-    ) -> _Reply:
+    def respond(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         parts = urlsplit(raw_path)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         with self._lock:
@@ -266,10 +201,10 @@ class ZendeskSandbox:
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         reply = self._route(method, parts.path, query, headers)
         if fault is not None:  # malformed: a 200 whose JSON stops half way
-            return _Reply(200, reply.body[: max(1, len(reply.body) // 2)])
+            return Reply(200, reply.body[: max(1, len(reply.body) // 2)])
         return reply
 
-    def _fault_reply(self, fault: Fault, headers: Mapping[str, str]) -> _Reply:
+    def _fault_reply(self, fault: Fault, headers: Mapping[str, str]) -> Reply:
         if fault.kind == "expire_token":
             # Access tokens past their expires_in: every bearer token issued so far stops
             # working. (API tokens do not expire; a revoked one answers the same 401.)
@@ -280,12 +215,12 @@ class ZendeskSandbox:
             return _error(503, "ServiceUnavailable", "Service temporarily unavailable",
                           **{"Retry-After": seconds})  # fmt: skip
         # Zendesk's 429 comes with Retry-After (seconds) and a short text body.
-        return _Reply(429, b"Rate limit exceeded", {"Retry-After": seconds,
+        return Reply(429, b"Rate limit exceeded", {"Retry-After": seconds,
                                                     "Content-Type": "text/plain"})  # fmt: skip
 
-    def _unauthorized(self, headers: Mapping[str, str]) -> _Reply:
+    def _unauthorized(self, headers: Mapping[str, str]) -> Reply:
         if (headers.get("Authorization") or "").startswith("Bearer "):
-            return _Reply(401, _json({"error": "invalid_token", "error_description":
+            return Reply(401, json_body({"error": "invalid_token", "error_description":
                           "The access token provided is expired, revoked, malformed or invalid "
                           "for other reasons."}))  # fmt: skip
         return _error(401, "Couldn't authenticate you")
@@ -308,7 +243,7 @@ class ZendeskSandbox:
                 return "admin"
         return None
 
-    def _token(self, headers: Mapping[str, str], body: bytes) -> _Reply:
+    def _token(self, headers: Mapping[str, str], body: bytes) -> Reply:
         kind = headers.get("Content-Type") or ""
         try:
             if "json" in kind:
@@ -316,24 +251,24 @@ class ZendeskSandbox:
             else:
                 form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
         except ValueError:
-            return _Reply(400, _json({"error": "invalid_request",
+            return Reply(400, json_body({"error": "invalid_request",
                                       "error_description": "The request body is malformed."}))  # fmt: skip
         if form.get("grant_type") != "client_credentials":
-            return _Reply(400, _json({"error": "unsupported_grant_type", "error_description":
+            return Reply(400, json_body({"error": "unsupported_grant_type", "error_description":
                           "The authorization grant type is not supported."}))  # fmt: skip
         if form.get("client_id") != self.client_id or not secrets.compare_digest(
             form.get("client_secret", ""), self.client_secret
         ):
-            return _Reply(401, _json({"error": "invalid_client", "error_description":
+            return Reply(401, json_body({"error": "invalid_client", "error_description":
                           "Client authentication failed due to unknown client, no client "
                           "authentication included, or unsupported authentication method."}))  # fmt: skip
         token = self.issue_access_token()
-        return _Reply(200, _json({"access_token": token, "token_type": "bearer",
+        return Reply(200, json_body({"access_token": token, "token_type": "bearer",
                                   "scope": form.get("scope", "read"), "expires_in": 172800}))  # fmt: skip
 
     def _route(
         self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str]
-    ) -> _Reply:
+    ) -> Reply:
         caller = self._caller(headers)
         if caller is None:
             return self._unauthorized(headers)
@@ -341,9 +276,9 @@ class ZendeskSandbox:
             return _error(405, "MethodNotAllowed")
         if path == "/api/v2/users/me.json":
             if caller == "anonymous":  # Zendesk answers users/me without credentials, too
-                return _Reply(200, _json({"user": {"id": None, "name": "Anonymous user",
+                return Reply(200, json_body({"user": {"id": None, "name": "Anonymous user",
                                                    "role": "end-user"}}))  # fmt: skip
-            return _Reply(200, _json({"user": {"id": 1, "email": self.email, "role": "admin"}}))
+            return Reply(200, json_body({"user": {"id": 1, "email": self.email, "role": "admin"}}))
         export = _EXPORTS.get(path)
         if export is None:
             return _error(404, "InvalidEndpoint", "Not found")
@@ -381,21 +316,19 @@ class ZendeskSandbox:
             for r in self._data[name]
         ]  # fmt: skip
 
-    def _cursor_page(
-        self, name: str, path: str, position: tuple[int, int], per_page: int
-    ) -> _Reply:
+    def _cursor_page(self, name: str, path: str, position: tuple[int, int], per_page: int) -> Reply:
         """Records after `position` (update second, id): a start_time is (second, -1)."""
         rows = [k for k in self._keyed(name) if (k[0], k[1]) > position]
         page, rest = rows[:per_page], rows[per_page:]
         last = (page[-1][0], page[-1][1]) if page else position
         cursor = base64.urlsafe_b64encode(f"{last[0]}|{last[1]}".encode()).decode()
         after_url = f"{self.url}{path}?{urlencode({'cursor': cursor})}"
-        return _Reply(200, _json({
+        return Reply(200, json_body({
             name: [r for _, _, r in page], "after_cursor": cursor, "after_url": after_url,
             "before_cursor": None, "before_url": None, "end_of_stream": not rest,
         }))  # fmt: skip
 
-    def _time_page(self, name: str, path: str, start: int, per_page: int) -> _Reply:
+    def _time_page(self, name: str, path: str, start: int, per_page: int) -> Reply:
         """Time-based: records updated at or after `start`, up to per_page (more when the
         page's last second continues); the next page starts at the last record's second, so
         the records of that second come again (Zendesk's documented duplicates)."""
@@ -409,32 +342,10 @@ class ZendeskSandbox:
             end_time += 1  # the whole page was one second: move past it
         base = f"{self.url}{path}"
         next_page = f"{base}?{urlencode({'per_page': per_page, 'start_time': end_time})}"
-        return _Reply(200, _json({
+        return Reply(200, json_body({
             name: [r for _, _, r in page], "count": len(page), "end_time": end_time,
             "next_page": None if end_of_stream else next_page, "end_of_stream": end_of_stream,
         }))  # fmt: skip
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FlowbridgeZendeskSandbox/1.0"
-
-    def do_GET(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        sandbox: ZendeskSandbox = self.server.sandbox  # type: ignore[attr-defined]
-        try:
-            reply = sandbox.respond(self.command, self.path, self.headers, body)
-        except Exception:  # noqa: BLE001 - the sandbox answers as Zendesk would: a 500
-            reply = _error(500, "InternalError", "An unexpected error occurred")
-        headers = {"Date": formatdate(usegmt=True), "Content-Type": _JSON} | reply.headers
-        headers["Content-Length"] = str(len(reply.body))
-        lines = [f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}",
-                 *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
-        with contextlib.suppress(OSError):
-            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
-
-    do_POST = do_PUT = do_DELETE = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # quiet: request lines may carry cursors, and tests do not want the noise
+    def internal_error(self) -> Reply:
+        return _error(500, "InternalError", "An unexpected error occurred")
