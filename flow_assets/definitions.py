@@ -9,14 +9,13 @@ import dagster as dg
 from flow_assets.connectors import connection_resource, resource_key
 from flow_assets.connectors.aws import AwsConnection
 from flow_assets.connectors.redshift import RedshiftConnection
-from flow_assets.connectors.salesforce import SalesforceConnection
 from flow_assets.destinations import LakeIOManager, StagingArea, StagingIOManager
 from flow_assets.destinations.dynamodb import DynamoDBIOManager
 from flow_assets.destinations.eventbridge import EventBridgeIOManager
 from flow_assets.destinations.redshift import RedshiftIOManager
 from flow_assets.destinations.s3 import S3IOManager
 from flow_assets.destinations.s3_staging import S3ErrorIOManager, S3StagingArea
-from flow_assets.destinations.salesforce_sink import SalesforceIOManager
+from flow_assets.destinations.saas_sinks import SAAS_SINKS
 from flow_assets.environment import Settings
 from flow_assets.factory import build_flow, destination_io_manager, invalid_flow_asset
 from flow_assets.spec import ConnectionSpec, FlowFileError, load_project
@@ -114,10 +113,10 @@ def destination_io_managers(
             managers[f"redshift_io_manager__{name}"] = RedshiftIOManager(
                 connection=resource, staging=aws, error_root=errors["error_root"]
             )
-        elif isinstance(resource, SalesforceConnection):
+        elif spec.connector in SAAS_SINKS:
             staging = settings.s3_staging  # AWS: the error root is in its bucket
             region = {"error_region_name": staging.region_name} if staging else {}
-            managers[f"salesforce_io_manager__{name}"] = SalesforceIOManager(
+            managers[f"{spec.connector}_io_manager__{name}"] = SAAS_SINKS[spec.connector](
                 connection=resource, **errors, **region
             )
     return managers

@@ -27,6 +27,7 @@ from flow_assets.spec.errors import FlowFileError, ProblemList, did_you_mean
 from flow_assets.spec.loading import field_reference_problems
 from flow_assets.spec.models import (
     DESTINATIONS,
+    SAAS_WRITES,
     ConnectionSpec,
     Event,
     FlowSpec,
@@ -107,7 +108,11 @@ def build_flow(
         )  # fmt: skip
     if dest.settings is not None:
         name = dest.settings.connection
-        kind = dest.connector if dest.connector in ("redshift", "salesforce") else "aws"
+        kind = (
+            dest.connector
+            if dest.connector == "redshift" or dest.connector in SAAS_WRITES
+            else "aws"
+        )
         if name not in connections or connections[name].connector != kind:
             fits = [n for n, c in connections.items() if c.connector == kind]
             problems.add(

@@ -17,7 +17,7 @@ from requests.exceptions import ChunkedEncodingError
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
@@ -72,10 +72,14 @@ class HttpStats:
 class TransientError(ConnectorError):
     """A failure that another attempt may not repeat."""
 
-    def __init__(self, message: str, retry_after: float | None = None, unreachable: bool = False):
+    def __init__(
+        self, message: str, retry_after: float | None = None, unreachable: bool = False,
+        not_applied: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.retry_after = retry_after
         self.unreachable = unreachable  # no answer at all, as opposed to an error answer
+        self.not_applied = not_applied  # the API cannot have acted on it (429, no connection)
 
 
 @dataclass
@@ -100,17 +104,24 @@ class HttpClient:
         method: str,
         path_or_url: str,
         parse: Callable[[bytes], T] = lambda b: b,  # type: ignore[assignment, return-value]
+        idempotent: bool = True,
         **kwargs: Any,
     ) -> T:
         """Send one request and parse its body, retrying both on transient faults.
 
         A body that cannot be parsed is treated as transient (a truncated answer usually is); when
-        the attempts run out, the last error is raised with the call named.
+        the attempts run out, the last error is raised with the call named. A call that is not
+        `idempotent` (a create) is repeated only when the API cannot have acted on it: a 429, or
+        no connection made; a repeat after a lost answer could create the records twice.
         """
         url = self.url(path_or_url)
+
+        def repeatable(exc: BaseException) -> bool:
+            return isinstance(exc, TransientError) and (idempotent or exc.not_applied)
+
         try:
             for attempt in Retrying(
-                retry=retry_if_exception_type(TransientError),
+                retry=retry_if_exception(repeatable),
                 stop=stop_after_attempt(self.retry.max_attempts),
                 wait=self._wait,
                 before_sleep=self._log_retry,
@@ -119,6 +130,10 @@ class HttpClient:
                 with attempt:
                     return self._attempt(method, url, parse, kwargs)
         except TransientError as exc:
+            if not repeatable(exc):
+                raise ConnectorError(
+                    f"{exc}; not repeated: the {method} is not idempotent and may have been applied"
+                ) from exc
             if isinstance(exc.__cause__, MalformedResponse):
                 raise MalformedResponse(
                     f"{exc} (after {self.retry.max_attempts} attempts)"
@@ -140,6 +155,7 @@ class HttpClient:
                 f"{method} {_path(url)} answered {response.status_code}: "
                 f"{self.describe_error(response)}",
                 retry_after=_retry_after_seconds(response),
+                not_applied=response.status_code == 429,
             )
         if response.status_code >= 400:
             raise ConnectorError(
@@ -167,7 +183,9 @@ class HttpClient:
                 body = response.raw.read(decode_content=True)
         except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
             raise TransientError(
-                f"{method} {_path(url)}: {type(exc).__name__}", unreachable=True
+                f"{method} {_path(url)}: {type(exc).__name__}",
+                unreachable=True,
+                not_applied=_never_connected(exc),
             ) from exc
         except urllib3.exceptions.HTTPError as exc:  # raised by raw reads, not wrapped by requests
             raise TransientError(
@@ -197,6 +215,14 @@ def parse_json(body: bytes) -> Any:
         raise MalformedResponse(
             f"answer is not valid JSON ({exc.msg} at character {exc.pos} of {len(body)})"
         ) from None
+
+
+def _never_connected(exc: Exception) -> bool:
+    """Whether the request failed before a connection was made (so it never reached the API)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 def _path(url: str) -> str:

@@ -498,16 +498,41 @@ class SalesforceSinkSettings(StrictModel):
     )
 
 
-DESTINATIONS = ("lake", "s3", "dynamodb", "eventbridge", "redshift", "salesforce")
+class HubSpotSinkSettings(StrictModel):
+    """Records written to a HubSpot CRM object through its batch create / batch upsert API."""
+
+    connection: str = Field(description="A hubspot connection in connections.yaml.")
+    object: str = Field(
+        pattern=r"^[A-Za-z0-9_]+$", description="contacts, companies, deals or a custom type."
+    )
+    id_property: str | None = Field(
+        None, description="write upsert: the unique property records are matched on; key[0]."
+    )
+
+
+class ZendeskSinkSettings(StrictModel):
+    """Tickets created, or created and updated by external_id, in Zendesk Support."""
+
+    connection: str = Field(description="A zendesk connection in connections.yaml.")
+    object: Literal["tickets"] = Field("tickets", description="What is written: tickets.")
+
+
+DESTINATIONS = ("lake", "s3", "dynamodb", "eventbridge", "redshift", "salesforce", "hubspot",
+                "zendesk")  # fmt: skip
 # Destinations that take their settings from a block named like the connector.
-SETTINGS_BLOCKS = ("s3", "dynamodb", "eventbridge", "redshift", "salesforce")
-SALESFORCE_WRITES = ("insert", "upsert", "update", "delete")
+SETTINGS_BLOCKS = ("s3", "dynamodb", "eventbridge", "redshift", "salesforce", "hubspot", "zendesk")
+# SaaS apps written back to, and the writes each takes.
+SAAS_WRITES = {
+    "salesforce": ("insert", "upsert", "update", "delete"),
+    "hubspot": ("insert", "upsert"),
+    "zendesk": ("insert", "upsert"),
+}
 
 
 class Destination(StrictModel):
     connector: str = Field("lake", description="Where records go: lake (default) or s3.")
     write: Literal["append", "overwrite", "upsert", "insert", "update", "delete"] = Field(
-        "append", description="insert, update and delete: connector salesforce only."
+        "append", description="insert, update and delete: SaaS destinations (SAAS_WRITES)."
     )
     key: list[str] | None = Field(None, min_length=1)
     table: str | None = Field(None, pattern=NAME_PATTERN, description="Defaults to the flow name.")
@@ -520,13 +545,15 @@ class Destination(StrictModel):
     salesforce: SalesforceSinkSettings | None = Field(
         None, description="Settings of connector salesforce."
     )
+    hubspot: HubSpotSinkSettings | None = Field(None, description="Settings of connector hubspot.")
+    zendesk: ZendeskSinkSettings | None = Field(None, description="Settings of connector zendesk.")
 
     @property
     def settings(
         self,
     ) -> (
         S3Settings | DynamoDBSettings | EventBridgeSettings | RedshiftSettings
-        | SalesforceSinkSettings | None
+        | SalesforceSinkSettings | HubSpotSinkSettings | ZendeskSinkSettings | None
     ):  # fmt: skip
         """The connector's own block (s3:, dynamodb:, ...), if it has one."""
         return getattr(self, self.connector, None) if self.connector in SETTINGS_BLOCKS else None
@@ -553,14 +580,20 @@ class Destination(StrictModel):
                 raise ValueError(
                     "write 'upsert' to s3 keeps one table under the prefix: remove partitioning"
                 )
-        if self.connector == "salesforce" and self.write not in SALESFORCE_WRITES:
-            raise ValueError(f"connector salesforce writes {', '.join(SALESFORCE_WRITES)}")
-        if self.connector != "salesforce" and self.write in ("insert", "update", "delete"):
+        saas = SAAS_WRITES.get(self.connector)
+        if saas is not None and self.write not in saas:
+            raise ValueError(f"connector {self.connector} writes {', '.join(saas)}")
+        if saas is None and self.write in ("insert", "update", "delete"):
             raise ValueError(f"write '{self.write}' is for connector salesforce; use append")
-        if self.salesforce is not None and self.write == "upsert":
-            ext = self.salesforce.external_id_field
-            if len(self.key or []) != 1 or (ext is not None and ext != self.key[0]):
-                raise ValueError("write upsert to salesforce needs key: [its external id field]")
+        if saas is not None and self.write == "upsert":
+            matched = {
+                "salesforce": ("its external id field", getattr(self.salesforce, "external_id_field", None)),
+                "hubspot": ("its unique id property", getattr(self.hubspot, "id_property", None)),
+                "zendesk": ("external_id", "external_id"),
+            }[self.connector]  # fmt: skip
+            what, field_name = matched
+            if len(self.key or []) != 1 or (field_name is not None and field_name != self.key[0]):
+                raise ValueError(f"write upsert to {self.connector} needs key: [{what}]")
         if self.connector == "dynamodb" and not (self.key and len(self.key) <= 2):
             raise ValueError("connector dynamodb needs key: [partition_key] or [partition, sort]")
         return self

@@ -120,7 +120,7 @@ def test_upsert_by_external_id_writes_exactly_and_a_rerun_changes_nothing(own, t
     sent = edits(own, existing=230, new=40)
     untouched = by_ext(own).filter(~pl.col(EXT).is_in(sent[EXT].implode()))
     meta = write(own, tmp_path, sent, "upsert", EXT)
-    assert (meta["rows_written"], meta["rows_created"], meta["api_calls"]) == (270, 40, 2)
+    assert (meta["rows_written"], meta["rows_created"], meta["batches"]) == (270, 40, 2)
     assert meta["rows_refused_by_destination"] == 0
     assert own.stats()["collections_upsert"] == 2  # 270 records: 200 + 70
     assert own.frame("Opportunity").height == RECORDS + 40
@@ -137,7 +137,7 @@ def test_batches_of_200_records_a_call(own, tmp_path):
     sent = edits(own, existing=RECORDS, new=101)  # 401 records
     own.reset_stats()
     meta = write(own, tmp_path, sent, "upsert", EXT)
-    assert meta["api_calls"] == 3 and own.stats()["collections_upsert"] == 3
+    assert meta["batches"] == 3 and own.stats()["collections_upsert"] == 3
     assert_holds(own, sent)
 
 

@@ -1,0 +1,10 @@
+"""SaaS destinations by connector name: the IO manager each connection of that connector gets."""
+
+from __future__ import annotations
+
+from flow_assets.destinations.saas_sink import SaasSinkIOManager
+from flow_assets.destinations.salesforce_sink import SalesforceIOManager
+
+SAAS_SINKS: dict[str, type[SaasSinkIOManager]] = {
+    "salesforce": SalesforceIOManager,
+}
