@@ -20,8 +20,8 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export SALESFORCE_SANDBOX_CLIENT_ID ?= flowbridge-sandbox
 export SALESFORCE_SANDBOX_CLIENT_SECRET ?= sandbox-secret
 export SALESFORCE_SANDBOX_URL ?= http://127.0.0.1:$(SANDBOX_PORT)
-# `flowbridge sandbox` serves HubSpot, Zendesk, ServiceNow and Slack on the next ports
-# (connections.yaml's defaults), with these sandbox credentials.
+# `flowbridge sandbox` serves the other sandboxes (HubSpot, Zendesk, ServiceNow, Slack, SAP OData,
+# Google Analytics) on the next ports (connections.yaml's defaults), with these credentials.
 export HUBSPOT_SANDBOX_CLIENT_ID ?= flowbridge-sandbox
 export HUBSPOT_SANDBOX_CLIENT_SECRET ?= sandbox-secret
 export HUBSPOT_SANDBOX_REFRESH_TOKEN ?= na1-sandbox-refresh-token
@@ -30,6 +30,9 @@ export SERVICENOW_SANDBOX_PASSWORD ?= sandbox-password
 export SERVICENOW_SANDBOX_CLIENT_SECRET ?= sandbox-secret
 export SLACK_SANDBOX_CLIENT_SECRET ?= sandbox-client-secret
 export SLACK_SANDBOX_REFRESH_TOKEN ?= xoxe-1-sandbox-refresh
+export SAP_SANDBOX_PASSWORD ?= sandbox-password
+export GA4_SANDBOX_CLIENT_SECRET ?= sandbox-secret
+export GA4_SANDBOX_REFRESH_TOKEN ?= 1//sandbox-refresh-token
 
 .PHONY: help install postgres demo test bench ui notebook lint format validate clean
 

@@ -1,4 +1,5 @@
-"""The `flowbridge` command: validate | run | runs | sandbox | demo | import-appflow | export-appflow."""
+"""The `flowbridge` command: validate | run | runs | sandbox | demo | import-appflow | export-appflow
+| oauth."""
 
 from __future__ import annotations
 
@@ -47,6 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("flow", help="the flow file")
     p.add_argument("-o", "--output", help="JSON file to write (default: standard output)")
 
+    p = sub.add_parser(
+        "oauth", help="a connection's OAuth refresh token, from a browser sign-in, into .env"
+    )
+    p.add_argument("connection", help="a connection of connections.yaml (refresh_token: ${VAR})")
+    p.add_argument("--port", type=int, default=0,
+                   help="the redirect listener's port on 127.0.0.1 (default: a free one); fix "
+                        "it to the port of the redirect URL registered with the OAuth app")  # fmt: skip
+    p.add_argument("--no-browser", action="store_true", help="print the URL, open no browser")
+    p.add_argument("--env-file", help="where VAR=token goes (default: .env in the project root)")
+    p.add_argument("--scope", action="append", help="scopes to ask for instead of the "
+                   "connector's defaults (repeat, or separate with spaces or commas)")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds to wait for the browser's redirect (default 300)")  # fmt: skip
+
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args)
@@ -68,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return _import_appflow(args)
     if args.command == "export-appflow":
         return _export_appflow(args)
+    if args.command == "oauth":
+        return _oauth(args)
     return 2
 
 
@@ -158,6 +175,28 @@ def _export_appflow(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _oauth(args: argparse.Namespace) -> int:
+    from flow_assets.connectors.oauth_bootstrap import BootstrapError, bootstrap
+    from flow_assets.environment import Settings
+    from flow_assets.spec import FlowFileError
+
+    try:
+        bootstrap(
+            args.connection, Settings.from_env().flows_dir,
+            env_file=Path(args.env_file).resolve() if args.env_file else None, port=args.port,
+            open_browser=not args.no_browser, timeout=args.timeout, scopes=args.scope,
+            say=lambda line: print(line, flush=True),
+        )  # fmt: skip
+    except FlowFileError as exc:
+        for problem in exc.problems:
+            print(f"error: {_relative(problem)}", file=sys.stderr)
+        return 1
+    except BootstrapError as exc:
+        print(f"error: {_relative(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -23,7 +23,8 @@ IS_DELETED = "IsDeleted"  # Salesforce's own flag, which queryAll answers
 
 @dataclass(frozen=True)
 class Window:
-    """Bounds on the cursor field: after (exclusive), or [start, end) for a partition."""
+    """Bounds on the cursor field: after (exclusive: the high-water mark), from `start`
+    (inclusive: the flow's start), or [start, end) for a partition."""
 
     after: datetime | None = None
     start: datetime | None = None
@@ -35,6 +36,8 @@ class Window:
             return f"objects after {self.after_key}"
         if self.start is not None and self.end is not None:
             return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+        if self.start is not None:
+            return f"from {self.start.isoformat()}"
         return f"after {self.after.isoformat()}" if self.after else "(full read)"
 
 
@@ -46,8 +49,8 @@ def read_window(
     flow: FlowSpec, context: dg.AssetExecutionContext, partitioned: bool, full_refresh: bool
 ) -> Window:
     """A partition pulls exactly its window and never looks at the cursor. Otherwise: past
-    the stored high-water mark less the lookback; on a first run (or a full refresh) past
-    the flow's start, or everything for `start: all`; a first run without a start pulls
+    the stored high-water mark less the lookback; on a first run (or a full refresh) from
+    the flow's start on, or everything for `start: all`; a first run without a start pulls
     the last 30 days, as AppFlow does (a full refresh then reads everything)."""
     if partitioned:
         window = context.partition_time_window
@@ -60,8 +63,8 @@ def read_window(
     stored = None if full_refresh else last_cursor(context.instance, flow)
     if stored is not None:
         return Window(after=stored - (incremental.lookback or timedelta(0)))
-    if isinstance(incremental.start, datetime):
-        return Window(after=incremental.start)
+    if isinstance(incremental.start, datetime):  # from the start on, the start included
+        return Window(start=incremental.start)
     if incremental.start == "all" or full_refresh:
         return Window()
     return Window(after=now() - timedelta(days=FIRST_RUN_DAYS))

@@ -10,10 +10,12 @@ from pydantic import ValidationError
 from flow_assets.connectors.aws import AwsConnection
 from flow_assets.connectors.base import FieldInfo, ObjectSchema, ReadRequest, SourceClient
 from flow_assets.connectors.errors import ConnectorError
+from flow_assets.connectors.google_analytics import GoogleAnalyticsConnection
 from flow_assets.connectors.hubspot import HubSpotConnection
 from flow_assets.connectors.redshift import RedshiftConnection
 from flow_assets.connectors.s3_source import S3SourceClient
 from flow_assets.connectors.salesforce import SalesforceConnection
+from flow_assets.connectors.sap_odata import SapODataConnection
 from flow_assets.connectors.servicenow import ServiceNowConnection
 from flow_assets.connectors.slack import SlackConnection
 from flow_assets.connectors.zendesk import ZendeskConnection
@@ -30,9 +32,12 @@ CONNECTION_TYPES: dict[str, type[dg.ConfigurableResource]] = {
     "hubspot": HubSpotConnection,
     "servicenow": ServiceNowConnection,
     "slack": SlackConnection,
+    "google_analytics": GoogleAnalyticsConnection,
+    "sap_odata": SapODataConnection,
 }
 # Connectors a flow can read from (open_source gives their SourceClient); aws: S3 objects.
-SOURCE_CONNECTORS = ("salesforce", "aws", "zendesk", "hubspot", "servicenow", "slack")
+SOURCE_CONNECTORS = ("salesforce", "aws", "zendesk", "hubspot", "servicenow", "slack",
+                     "google_analytics", "sap_odata")  # fmt: skip
 
 __all__ = [
     "CONNECTION_TYPES",

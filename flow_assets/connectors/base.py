@@ -49,7 +49,7 @@ class ReadRequest:
     filters: list[FilterSpec] = field(default_factory=list)
     cursor_field: str | None = None
     cursor_after: datetime | None = None  # cursor > this (the high-water mark)
-    cursor_from: datetime | None = None  # cursor >= this (a partition's start)
+    cursor_from: datetime | None = None  # cursor >= this (the flow's or a partition's start)
     cursor_before: datetime | None = None  # cursor < this (a partition's end)
     start_after: str | None = None  # S3: only objects whose key sorts after this one
     page_size: int | None = None

@@ -69,6 +69,15 @@ class HttpStats:
     bytes_received: int = 0
 
 
+class Refused(ConnectorError):
+    """An error answer that is not repeated (a status outside RETRY_STATUSES): the API's verdict
+    on the request. Its answer is kept for callers that read the vendor's own error body."""
+
+    def __init__(self, message: str, answer: Answer) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+
 class TransientError(ConnectorError):
     """A failure that another attempt may not repeat."""
 
@@ -158,9 +167,10 @@ class HttpClient:
                 not_applied=response.status_code == 429,
             )
         if response.status_code >= 400:
-            raise ConnectorError(
+            raise Refused(
                 f"{method} {_path(url)} answered {response.status_code}: "
-                f"{self.describe_error(response)}"
+                f"{self.describe_error(response)}",
+                response,
             )
         try:
             return parse(response.body)

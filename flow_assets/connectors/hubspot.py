@@ -24,8 +24,11 @@ from flow_assets.connectors.errors import (
     UnknownObject,
 )
 from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, TransientError, parse_json
+from flow_assets.connectors.malformed import explain_page, text_fits
 from flow_assets.connectors.oauth import OAuth2
+from flow_assets.connectors.oauth_bootstrap import AuthorizationCodeApp
 from flow_assets.connectors.paging import paginate
+from flow_assets.connectors.static_auth import StaticAuth
 from flow_assets.spec.errors import did_you_mean
 from flow_assets.spec.models import FilterSpec
 
@@ -76,14 +79,37 @@ class HubSpotConnection(dg.ConfigurableResource):
     max_attempts: int = Field(6, ge=1, description="Attempts per call on 429, 5xx and resets.")
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("access_token", "client_secret", "refresh_token")
+    # `flowbridge oauth` (the authorization-code grant of a public app). The authorize page is
+    # on app.hubspot.com for the real API; any other base_url (a sandbox) serves both the
+    # authorize page and the token endpoint itself. The scopes must equal the app's required
+    # scopes (--scope overrides these); HubSpot refuses IP addresses in redirect URLs.
+    OAUTH_AUTHORIZE_URL: ClassVar[str] = "https://app.hubspot.com/oauth/authorize"
+    OAUTH_SCOPES: ClassVar[tuple[str, ...]] = (
+        "oauth", "crm.objects.contacts.read", "crm.objects.companies.read",
+        "crm.objects.deals.read",
+    )  # fmt: skip
+
+    def authorization_code_app(self) -> AuthorizationCodeApp:
+        if not (self.client_id and self.client_secret):
+            raise ConnectorError(f"connection '{self.connection_name}': the authorization-code "
+                                 "grant needs client_id and client_secret (the app's Auth "
+                                 "settings)")  # fmt: skip
+        root = self.base_url.rstrip("/")
+        public = root == "https://api.hubapi.com"
+        return AuthorizationCodeApp(
+            authorize_url=self.OAUTH_AUTHORIZE_URL if public else root + "/oauth/authorize",
+            token_url=root + "/oauth/v1/token", client_id=self.client_id,
+            client_secret=self.client_secret, scopes=self.OAUTH_SCOPES, pkce=True,
+            redirect_host="localhost",
+        )  # fmt: skip
 
     def open(self, max_attempts: int | None = None) -> HubSpotClient:
         retry = RetryPolicy(max_attempts=max_attempts or self.max_attempts)
         session = requests.Session()
         oauth = (self.client_id, self.client_secret, self.refresh_token)
-        auth: PrivateAppToken | HubSpotOAuth
+        auth: StaticAuth | HubSpotOAuth
         if self.access_token and not any(oauth):
-            auth = PrivateAppToken(self.access_token)
+            auth = StaticAuth.bearer(self.access_token)
         elif all(oauth) and not self.access_token:
             auth = HubSpotOAuth(
                 token_url=self.base_url.rstrip("/") + "/oauth/v1/token",
@@ -97,25 +123,6 @@ class HubSpotConnection(dg.ConfigurableResource):
                 "or client_id, client_secret and refresh_token (an OAuth app), not both"
             )
         return HubSpotClient(self.connection_name, self.base_url, auth, retry, session)
-
-
-class PrivateAppToken:
-    """A private app's access token: it does not expire, so there is nothing to refresh."""
-
-    def __init__(self, token: str):
-        self._token = token
-
-    def __repr__(self) -> str:
-        return "PrivateAppToken(***)"
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}"}
-
-    def is_expired(self, answer: Answer) -> bool:
-        return False
-
-    def refresh(self) -> None:
-        pass
 
 
 class HubSpotOAuth(OAuth2):
@@ -159,7 +166,7 @@ class HubSpotClient:
         self,
         connection: str,
         base_url: str,
-        auth: PrivateAppToken | HubSpotOAuth,
+        auth: StaticAuth | HubSpotOAuth,
         retry: RetryPolicy,
         session: requests.Session,
     ):
@@ -479,7 +486,11 @@ class PageParser:
         try:
             envelope = pl.read_json(io.BytesIO(body), schema=self.envelope)
         except pl.exceptions.PolarsError:
-            raise MalformedResponse(_explain(body, where)) from None
+            raise MalformedResponse(explain_page(
+                body, where, "results", self.props, fits=text_fits,
+                values=lambda r: r.get("properties") or {}, answer="a CRM answer",
+                expected=lambda _: "text",
+            )) from None  # fmt: skip
         if envelope.height != 1 or envelope["results"][0] is None:
             raise MalformedResponse(f"{where} has no 'results' list")
         after = envelope["paging"].struct.field("next").struct.field("after")[0]
@@ -534,20 +545,3 @@ def _cast(info: FieldInfo) -> pl.Expr:
             moment = pl.coalesce(from_millis.dt.date(), col.str.to_date("%Y-%m-%d", strict=False))
         return moment.alias(info.name)
     return col.alias(info.name)
-
-
-def _explain(body: bytes, where: str) -> str:
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        return f"{where} is not valid JSON ({exc.msg} at character {exc.pos} of {len(body)})"
-    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
-        return f"{where} is not a CRM answer (no 'results' list)"
-    for record in doc["results"]:
-        if not isinstance(record, dict) or not isinstance(record.get("properties", {}), dict):
-            return f"{where}: a record is not an object with 'properties'"
-        for name, value in (record.get("properties") or {}).items():
-            if value is not None and not isinstance(value, str):
-                return (f"{where}: record {record.get('id', '?')}: property {name} should be "
-                        f"text but is a JSON {type(value).__name__}")  # fmt: skip
-    return f"{where} does not match the described properties of its object"

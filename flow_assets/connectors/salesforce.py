@@ -23,7 +23,9 @@ from flow_assets.connectors.errors import (
     UnknownObject,
 )
 from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, parse_json
+from flow_assets.connectors.malformed import explain_page
 from flow_assets.connectors.oauth import OAuth2
+from flow_assets.connectors.oauth_bootstrap import AuthorizationCodeApp
 from flow_assets.connectors.prefetch import prefetched
 from flow_assets.connectors.salesforce_soql import build_soql, can_push_down, change_probe_soql
 from flow_assets.spec.errors import did_you_mean
@@ -69,6 +71,25 @@ class SalesforceConnection(dg.ConfigurableResource):
     max_attempts: int = Field(6, ge=1, description="Attempts per call on 429, 5xx and resets.")
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("client_secret", "refresh_token", "password")
+    # `flowbridge oauth`: the web server flow ({login_url}/services/oauth2/authorize and
+    # /token) with PKCE. Only the refresh_token scope makes Salesforce issue a refresh token;
+    # the connected app's callback URL must equal the redirect URL printed (fix it with --port).
+    OAUTH_SCOPES: ClassVar[tuple[str, ...]] = ("api", "refresh_token")
+
+    def authorization_code_app(self) -> AuthorizationCodeApp:
+        if self.auth_flow != "refresh_token":
+            raise ConnectorError(f"connection '{self.connection_name}': auth_flow is "
+                                 f"{self.auth_flow}, which never reads a refresh token; set "
+                                 "auth_flow: refresh_token first")  # fmt: skip
+        root = self.login_url.rstrip("/")
+        return AuthorizationCodeApp(
+            authorize_url=root + "/services/oauth2/authorize",
+            token_url=root + "/services/oauth2/token", client_id=self.client_id,
+            client_secret=self.client_secret, scopes=self.OAUTH_SCOPES, pkce=True,
+            redirect_host="localhost",
+            no_refresh_token_hint="add the refresh_token (offline access) scope to the "
+            "connected app's Selected OAuth Scopes",
+        )  # fmt: skip
 
     def open(self, max_attempts: int | None = None) -> SalesforceClient:
         grant = {"grant_type": self.auth_flow, "client_id": self.client_id}
@@ -325,7 +346,10 @@ class PageParser:
         try:
             envelope = pl.read_json(io.BytesIO(body), schema=self._envelope(schema))
         except pl.exceptions.PolarsError:
-            raise MalformedResponse(self._explain(body, number)) from None
+            raise MalformedResponse(explain_page(
+                body, f"page {number} of {self.object_name}", "records", self.infos,
+                record_id=lambda r: r.get("Id", "?"), answer="a query answer",
+            )) from None  # fmt: skip
         if envelope.height != 1 or envelope["done"][0] is None:
             raise MalformedResponse(f"page {number} of {self.object_name} has no 'done' flag")
         records = envelope["records"][0]
@@ -350,36 +374,3 @@ class PageParser:
                     f"page {number} of {self.object_name}: record {record}: field {name} "
                     f"is not a valid {kind}"
                 )
-
-    def _explain(self, body: bytes, number: int) -> str:
-        """Find what is wrong with an answer, naming the record and field, never the value."""
-        where = f"page {number} of {self.object_name}"
-        try:
-            doc = json.loads(body)
-        except ValueError as exc:
-            return f"{where} is not valid JSON ({exc.msg} at character {exc.pos} of {len(body)})"
-        if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
-            return f"{where} is not a query answer (no 'records' list)"
-        for record in doc["records"]:
-            if not isinstance(record, dict):
-                return f"{where}: a record is not a JSON object"
-            for info in self.infos:
-                value = record.get(info.name)
-                if value is not None and not _fits(value, info):
-                    return (
-                        f"{where}: record {record.get('Id', '?')}: field {info.name} should be "
-                        f"{info.source_type} but is a JSON {type(value).__name__}"
-                    )
-        return f"{where} does not match the described fields of {self.object_name}"
-
-
-def _fits(value: Any, info: FieldInfo) -> bool:
-    if info.dtype.is_temporal():
-        return isinstance(value, str)
-    if info.dtype == pl.Boolean():
-        return isinstance(value, bool)
-    if info.dtype == pl.Int64():
-        return isinstance(value, int) and not isinstance(value, bool)
-    if info.dtype == pl.Float64():
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, str)

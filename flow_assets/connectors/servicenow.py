@@ -34,7 +34,6 @@ token has expired too), or the client credentials grant (re-granted on expiry).
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import math
@@ -64,7 +63,9 @@ from flow_assets.connectors.http import (
     TransientError,
     parse_json,
 )
+from flow_assets.connectors.malformed import explain_page, text_fits
 from flow_assets.connectors.paging import next_link, paginate
+from flow_assets.connectors.static_auth import StaticAuth
 from flow_assets.spec.errors import did_you_mean
 from flow_assets.spec.models import FilterSpec
 
@@ -141,33 +142,13 @@ class ServiceNowConnection(dg.ConfigurableResource):
             auth = ServiceNowOAuth(root + "/oauth_token.do", grant, self.connection_name, retry,
                                    session)  # fmt: skip
         elif self.username:
-            pair = f"{self.username}:{self.password}".encode()
-            auth = BasicAuth("Basic " + base64.b64encode(pair).decode())
+            auth = StaticAuth.basic(self.username, self.password or "")
         else:
             raise self._needs("set username/password, or client_id/client_secret (OAuth)")
         return ServiceNowClient(self.connection_name, root, auth, retry, session)
 
     def _needs(self, what: str) -> ConnectorError:
         return ConnectorError(f"connection '{self.connection_name}': {what}")
-
-
-class BasicAuth:
-    """A user's password: a 401 is ServiceNow's final word on it."""
-
-    def __init__(self, header: str):
-        self._header = header
-
-    def __repr__(self) -> str:
-        return "BasicAuth(...)"
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": self._header}
-
-    def is_expired(self, answer: Answer) -> bool:
-        return False
-
-    def refresh(self) -> None:
-        raise AssertionError("a password is never refreshed")
 
 
 @dataclass
@@ -560,7 +541,12 @@ class PageParser:
             envelope = pl.read_json(io.BytesIO(body),
                                     schema={"result": pl.List(pl.Struct(self.wire))})  # fmt: skip
         except pl.exceptions.PolarsError:
-            raise MalformedResponse(_explain(body, where, self.infos)) from None
+            raise MalformedResponse(explain_page(
+                body, where, "result", self.infos, fits=text_fits,
+                record_id=lambda r: r.get("sys_id", "?"), answer="a Table API answer",
+                expected=lambda _: "text (sysparm_display_value=false, "
+                "sysparm_exclude_reference_link=true)",
+            )) from None  # fmt: skip
         if envelope.height != 1 or envelope["result"][0] is None:
             raise MalformedResponse(f"{where} has no 'result' list")
         records = envelope["result"][0]
@@ -595,22 +581,3 @@ def _cast(info: FieldInfo) -> pl.Expr:
     if info.dtype in (pl.Int64(), pl.Float64()):
         return col.cast(info.dtype, strict=False)
     return col
-
-
-def _explain(body: bytes, where: str, infos: list[FieldInfo]) -> str:
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        return f"{where} is not valid JSON ({exc.msg} at character {exc.pos} of {len(body)})"
-    if not isinstance(doc, dict) or not isinstance(doc.get("result"), list):
-        return f"{where} is not a Table API answer (no 'result' list)"
-    for record in doc["result"]:
-        if not isinstance(record, dict):
-            return f"{where}: a record is not a JSON object"
-        for info in infos:
-            value = record.get(info.name)
-            if value is not None and not isinstance(value, str):
-                return (f"{where}: record {record.get('sys_id', '?')}: field {info.name} should "
-                        f"be text (sysparm_display_value=false, sysparm_exclude_reference_link="
-                        f"true) but is a JSON {type(value).__name__}")  # fmt: skip
-    return f"{where} does not match the dictionary of {where.rsplit(' ', 1)[-1]}"

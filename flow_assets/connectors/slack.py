@@ -56,8 +56,11 @@ from flow_assets.connectors.errors import (
     UnknownObject,
 )
 from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, TransientError
+from flow_assets.connectors.malformed import explain_page, json_fits
 from flow_assets.connectors.oauth import OAuth2
+from flow_assets.connectors.oauth_bootstrap import AuthorizationCodeApp
 from flow_assets.connectors.paging import paginate
+from flow_assets.connectors.static_auth import StaticAuth
 from flow_assets.spec.errors import did_you_mean
 from flow_assets.spec.models import FilterSpec
 
@@ -170,6 +173,45 @@ class SlackConnection(dg.ConfigurableResource):
     max_attempts: int = Field(6, ge=1, description="Attempts per call on 429, 5xx and resets.")
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("token", "client_secret", "refresh_token")
+    # `flowbridge oauth`: installing the app (slack.com/oauth/v2/authorize, beside the Web API's
+    # /api root; oauth.v2.access). Bot scopes, comma-separated, for what is read of each
+    # channel type; only an app with token rotation turned on gets a refresh token.
+    OAUTH_SCOPES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "public_channel": ("channels:read", "channels:history"),
+        "private_channel": ("groups:read", "groups:history"),
+        "mpim": ("mpim:read", "mpim:history"),
+        "im": ("im:read", "im:history"),
+    }
+
+    def authorization_code_app(self) -> AuthorizationCodeApp:
+        if not (self.client_id and self.client_secret):
+            raise self._needs("installing the app needs client_id and client_secret")
+        api = self.base_url.rstrip("/")
+        kinds = [k.strip() for k in self.channel_types.split(",")]
+        scopes = [s for k in kinds for s in self.OAUTH_SCOPES.get(k, ())] + ["users:read"]
+        return AuthorizationCodeApp(
+            authorize_url=api.removesuffix("/api") + "/oauth/v2/authorize",
+            token_url=api + "/oauth.v2.access", client_id=self.client_id,
+            client_secret=self.client_secret, scopes=tuple(scopes), scope_separator=",",
+            pkce=True, redirect_host="localhost", check_answer=self._installed,
+            after_store=self._keep_installed,
+            no_refresh_token_hint="turn on token rotation (OAuth & Permissions) and install "
+            "again; without it Slack issues a bot token that never expires: set token: instead",
+        )  # fmt: skip
+
+    def _installed(self, body: dict[str, Any]) -> None:
+        if body.get("ok") is not True:
+            raise ConnectorError(f"oauth.v2.access answered {body.get('error', 'ok: false')}")
+
+    def _keep_installed(self, body: dict[str, Any]) -> str | None:
+        """A token_store holding an older pair would be used before the new refresh token:
+        it gets the new pair."""
+        if not self.token_store:
+            return None
+        expires_at = time.time() + float(body.get("expires_in") or 0)
+        TokenStore(Path(self.token_store)).save({"access_token": body.get("access_token"),
+            "expires_at": expires_at, "refresh_token": body["refresh_token"]})  # fmt: skip
+        return f"updated token_store {self.token_store} with the new tokens"
 
     def open(self, max_attempts: int | None = None) -> SlackClient:
         root = self.base_url.rstrip("/")
@@ -192,7 +234,7 @@ class SlackConnection(dg.ConfigurableResource):
             elif self.token:
                 auth.access_token = self.token
         elif self.token:
-            auth = StaticToken(self.token)
+            auth = StaticAuth.bearer(self.token)
         else:
             raise self._needs("set token (a bot token), or client_id, client_secret and "
                               "refresh_token for token rotation")  # fmt: skip
@@ -201,25 +243,6 @@ class SlackConnection(dg.ConfigurableResource):
 
     def _needs(self, what: str) -> ConnectorError:
         return ConnectorError(f"connection '{self.connection_name}': {what}")
-
-
-class StaticToken:
-    """A bot token without rotation: it never expires, so a refusal is final."""
-
-    def __init__(self, token: str):
-        self._token = token
-
-    def __repr__(self) -> str:
-        return "StaticToken(...)"
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}"}
-
-    def is_expired(self, answer: Answer) -> bool:
-        return False
-
-    def refresh(self) -> None:
-        raise AssertionError("a static token is never refreshed")
 
 
 @dataclass(frozen=True)
@@ -538,7 +561,12 @@ class PageParser:
         try:
             envelope = pl.read_json(io.BytesIO(raw), schema=envelope_schema)
         except pl.exceptions.PolarsError:
-            raise MalformedResponse(self._explain(raw, where)) from None
+            raise MalformedResponse(explain_page(
+                raw, where, self.list_key, self.infos,
+                fits=lambda value, info: json_fits(value, info, temporal=int),
+                record_id=lambda r: r.get("id") or r.get("ts", "?"),
+                answer=f"a {self.list_key} answer",
+            )) from None  # fmt: skip
         if envelope.height != 1 or envelope["ok"][0] is None:
             raise MalformedResponse(f"{where} has no 'ok'")
         if not envelope["ok"][0]:
@@ -566,32 +594,3 @@ class PageParser:
             (metadata or {}).get("next_cursor") or None,
             envelope["has_more"][0],
         )
-
-    def _explain(self, raw: bytes, where: str) -> str:
-        """What is wrong with an answer, naming the record and field, never the value."""
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            return f"{where} is not valid JSON ({exc.msg} at character {exc.pos} of {len(raw)})"
-        if not isinstance(doc, dict) or not isinstance(doc.get(self.list_key), list):
-            return f"{where} is not a {self.list_key} answer (no '{self.list_key}' list)"
-        for record in doc[self.list_key]:
-            if not isinstance(record, dict):
-                return f"{where}: a record is not a JSON object"
-            for info in self.infos:
-                value = record.get(info.name)
-                if value is not None and not _fits(value, info):
-                    return (
-                        f"{where}: record {record.get('id') or record.get('ts', '?')}: field "
-                        f"{info.name} should be {info.source_type} but is a JSON "
-                        f"{type(value).__name__}"
-                    )
-        return f"{where} does not match the documented fields of {self.object_name}"
-
-
-def _fits(value: Any, info: FieldInfo) -> bool:
-    if info.dtype == _FLAG:
-        return isinstance(value, bool)
-    if info.dtype in (_INT, _TIME):
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, str)

@@ -26,7 +26,6 @@ whose expired access tokens are replaced on the first 401.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import time
@@ -48,8 +47,10 @@ from flow_assets.connectors.errors import (
     UnknownObject,
 )
 from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, parse_json
+from flow_assets.connectors.malformed import explain_page
 from flow_assets.connectors.oauth import OAuth2
 from flow_assets.connectors.paging import paginate
+from flow_assets.connectors.static_auth import StaticAuth
 from flow_assets.spec.errors import did_you_mean
 from flow_assets.spec.models import FilterSpec
 
@@ -158,37 +159,17 @@ class ZendeskConnection(dg.ConfigurableResource):
                      "client_secret": self.client_secret, "scope": self.scope}  # fmt: skip
             auth = OAuth2(root + "/oauth/tokens", grant, self.connection_name, retry, session)
         elif self.oauth_token:
-            auth = FixedAuth(f"Bearer {self.oauth_token}")
+            auth = StaticAuth.bearer(self.oauth_token)
         elif self.api_token:
             if not self.email:
                 raise self._needs("api_token needs email")
-            pair = f"{self.email}/token:{self.api_token}".encode()
-            auth = FixedAuth("Basic " + base64.b64encode(pair).decode())
+            auth = StaticAuth.basic(f"{self.email}/token", self.api_token)
         else:
             raise self._needs("set api_token (with email), oauth_token, or client_id/client_secret")
         return ZendeskClient(self.connection_name, root, auth, retry, session)
 
     def _needs(self, what: str) -> ConnectorError:
         return ConnectorError(f"connection '{self.connection_name}': {what}")
-
-
-class FixedAuth:
-    """A credential that cannot be renewed: a 401 is the API's final word on it."""
-
-    def __init__(self, header: str):
-        self._header = header
-
-    def __repr__(self) -> str:
-        return "FixedAuth(...)"
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": self._header}
-
-    def is_expired(self, answer: Answer) -> bool:
-        return False
-
-    def refresh(self) -> None:
-        raise AssertionError("a fixed credential is never refreshed")
 
 
 def describe_error(answer: Answer) -> str:
@@ -397,7 +378,8 @@ class PageParser:
         try:
             envelope = pl.read_json(io.BytesIO(body), schema=envelope_schema)
         except pl.exceptions.PolarsError:
-            raise MalformedResponse(self._explain(body, where)) from None
+            raise MalformedResponse(explain_page(body, where, self.object_name, self.infos,
+                                                 answer="an export answer")) from None  # fmt: skip
         if envelope.height != 1 or envelope["end_of_stream"][0] is None:
             raise MalformedResponse(f"{where} has no 'end_of_stream' flag")
         records = envelope[self.object_name][0]
@@ -425,33 +407,3 @@ class PageParser:
             envelope["next_page"][0],
             envelope["end_time"][0],
         )
-
-    def _explain(self, body: bytes, where: str) -> str:
-        """What is wrong with an answer, naming the record and field, never the value."""
-        try:
-            doc = json.loads(body)
-        except ValueError as exc:
-            return f"{where} is not valid JSON ({exc.msg} at character {exc.pos} of {len(body)})"
-        if not isinstance(doc, dict) or not isinstance(doc.get(self.object_name), list):
-            return f"{where} is not an export answer (no '{self.object_name}' list)"
-        for record in doc[self.object_name]:
-            if not isinstance(record, dict):
-                return f"{where}: a record is not a JSON object"
-            for info in self.infos:
-                value = record.get(info.name)
-                if value is not None and not _fits(value, info):
-                    return (
-                        f"{where}: record {record.get('id', '?')}: field {info.name} should be "
-                        f"{info.source_type} but is a JSON {type(value).__name__}"
-                    )
-        return f"{where} does not match the documented fields of {self.object_name}"
-
-
-def _fits(value: Any, info: FieldInfo) -> bool:
-    if info.source_type == "array":
-        return isinstance(value, list)
-    if info.dtype == _FLAG:
-        return isinstance(value, bool)
-    if info.dtype == _ID:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, str)

@@ -1,6 +1,7 @@
 """The Salesforce destination: records inserted, upserted by external id, updated or deleted by
-Id through sObject Collections, 200 a call; each record Salesforce refuses goes to the flow's
-error location with the statusCode and message Salesforce gave it."""
+Id through sObject Collections, 200 a call (large runs go through Bulk API 2.0 instead: see
+salesforce_bulk); each record Salesforce refuses goes to the flow's error location with the
+statusCode and message Salesforce gave it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from typing import Any
 
 import polars as pl
+from pydantic import Field
 
 from flow_assets.connectors.errors import ConnectorError
 from flow_assets.connectors.http import parse_json
@@ -102,8 +104,9 @@ class SalesforceWriter:
         if not isinstance(results, list):
             raise ConnectorError(f"{self.method} {self.path}: expected a list of results, got "
                                  f"{type(results).__name__}")  # fmt: skip
+        inserted = self.write_kind == "insert"  # a create's result has no "created" flag
         return [
-            RecordResult(True, bool(r.get("created"))) if r.get("success")
+            RecordResult(True, inserted or bool(r.get("created"))) if r.get("success")
             else RecordResult(False, error=reason(r))
             for r in results
         ]  # fmt: skip
@@ -117,10 +120,26 @@ class SalesforceWriter:
 
 
 class SalesforceIOManager(SaasSinkIOManager):
-    """Writes a flow's records to Salesforce; refused records go to the error location."""
+    """Writes a flow's records to Salesforce, through sObject Collections or, for large runs,
+    Bulk API 2.0 (the flow's api setting); refused records go to the error location."""
 
     connection: SalesforceConnection
+    bulk_batch_size: int | None = Field(
+        None, ge=1, description="Records per Bulk API 2.0 ingest job (default 50,000)."
+    )
+    bulk_timeout_seconds: float | None = Field(
+        None, gt=0, description="How long a Bulk API 2.0 job may run before it is aborted, "
+        "what it did not process refused (default 3600).",
+    )  # fmt: skip
 
     def writer(self, settings_json: str, write: str, key: list[str], rows: int) -> SinkWriter:
         settings = SalesforceSinkSettings.model_validate_json(settings_json)
-        return SalesforceWriter(self.connection.open(), settings, write, key)
+        client = self.connection.open()
+        if settings.api == "bulk" or (settings.api == "automatic"
+                                      and rows >= settings.bulk_threshold):  # fmt: skip
+            # Imported here: salesforce_bulk builds on this module's SalesforceWriter.
+            from flow_assets.destinations.salesforce_bulk import SalesforceBulkWriter
+
+            return SalesforceBulkWriter(client, settings, write, key, self.bulk_batch_size,
+                                        self.bulk_timeout_seconds)  # fmt: skip
+        return SalesforceWriter(client, settings, write, key)

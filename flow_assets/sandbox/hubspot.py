@@ -1,5 +1,6 @@
-"""Local HubSpot-compatible CRM v3 API server (objects, search, properties, OAuth) with
-deterministic data and injectable faults, for tests and demos."""
+"""Local HubSpot-compatible CRM v3 API server (objects, search, properties, batch create and
+upsert: see hubspot_writes, OAuth) with deterministic data and injectable faults, for tests and
+demos."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import numpy as np
 import polars as pl
 
+from flow_assets.sandbox import hubspot_writes as writes
+from flow_assets.sandbox.authorization_codes import AuthorizationCodes
 from flow_assets.sandbox.faults import Fault
 from flow_assets.sandbox.server import Reply, SandboxServer, json_body
 
@@ -50,7 +54,7 @@ PROPERTIES: dict[str, dict[str, str]] = {
         "dealname": "string", "amount": "number", "dealstage": "enumeration",
         "pipeline": "enumeration", "closedate": "datetime", "hs_is_closed_won": "bool",
         "contract_start_date": "date", "createdate": "datetime",
-        "hs_lastmodifieddate": "datetime", "hs_object_id": "number",
+        "hs_lastmodifieddate": "datetime", "hs_object_id": "number", "external_id": "string",
     },
 }  # fmt: skip
 DEFAULT_PROPERTIES = {
@@ -154,6 +158,7 @@ def build_frame(object_name: str, records: int, seed: int) -> pl.DataFrame:
             "closedate": nulls(stamps(modified + rng.integers(0, 90 * 86_400_000, n)), 3),
             "hs_is_closed_won": stage == "closedwon",
             "contract_start_date": nulls(days, 4),
+            "external_id": pl.repeat(None, n, dtype=pl.String, eager=True),  # unique; for upserts
         }
     order = ["id", "archived", *PROPERTIES[object_name]]
     return pl.DataFrame(columns).select(order)
@@ -261,6 +266,11 @@ class HubSpotSandbox(SandboxServer):
             self._expired |= set(self._oauth_tokens)
             self._oauth_tokens.clear()
 
+    @cached_property
+    def authorization_codes(self) -> AuthorizationCodes:
+        """GET /oauth/authorize's codes (app.hubspot.com's page, "Allow" already clicked)."""
+        return AuthorizationCodes(self.client_id)
+
     # --- faults and stats --------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
@@ -292,6 +302,9 @@ class HubSpotSandbox(SandboxServer):
         if path == "/oauth/v1/token":
             self._count("token")
             return self._token(method, headers, body)
+        if path == "/oauth/authorize":
+            self._count("authorize")
+            return Reply(*self.authorization_codes.authorize(method, parts.query))
         target = path + (f"?{parts.query}" if parts.query else "")
         fault = self.faults.take(target)
         if fault is not None and fault.kind != "malformed":
@@ -367,7 +380,7 @@ class HubSpotSandbox(SandboxServer):
         if method != "POST":
             return self._error(405, "Method not allowed", "")
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-        if form.get("grant_type") != "refresh_token":
+        if form.get("grant_type") not in ("refresh_token", "authorization_code"):
             return Reply(400, json_body({"status": "BAD_GRANT_TYPE",
                                       "message": "missing or unknown grant type"}))  # fmt: skip
         if form.get("client_id") != self.client_id:
@@ -376,6 +389,8 @@ class HubSpotSandbox(SandboxServer):
         if form.get("client_secret") != self.client_secret:
             return Reply(400, json_body({"status": "BAD_CLIENT_SECRET",
                                       "message": "missing or invalid client secret"}))  # fmt: skip
+        if form["grant_type"] == "authorization_code":
+            return self._code_grant(form)
         with self._lock:
             known = form.get("refresh_token") in self._refresh_tokens
         if not known:
@@ -387,6 +402,21 @@ class HubSpotSandbox(SandboxServer):
             "access_token": self.issue_access_token(),
             "expires_in": self.token_seconds,
         }
+        return Reply(200, json_body(answer), {"Cache-Control": "no-store"})
+
+    def _code_grant(self, form: Mapping[str, str]) -> Reply:
+        """grant_type=authorization_code: code, redirect_uri, code_verifier; a new refresh
+        token with the access token."""
+        refusal = self.authorization_codes.redeem(
+            form.get("code"), form.get("client_id"), form.get("redirect_uri"),
+            form.get("code_verifier"),
+        )  # fmt: skip
+        if refusal is not None:
+            status = "BAD_REDIRECT_URI" if refusal.reason == "redirect_uri" else "BAD_AUTH_CODE"
+            return Reply(400, json_body({"status": status, "message": refusal.description}))
+        answer = {"token_type": "bearer", "refresh_token": self.issue_refresh_token(),
+                  "access_token": self.issue_access_token(),
+                  "expires_in": self.token_seconds}  # fmt: skip
         return Reply(200, json_body(answer), {"Cache-Control": "no-store"})
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> Reply:
@@ -402,6 +432,10 @@ class HubSpotSandbox(SandboxServer):
         if m and method == "GET":
             self._count("list")
             return self._list(m[1], query)
+        m = re.fullmatch(r"/crm/v3/objects/([^/]+)/batch/(create|upsert)", path)
+        if m and method == "POST":
+            self._count(f"batch_{m[2]}")
+            return writes.respond(self, m[1], m[2], body)
         self._count("not_found")
         return self._error(404, f"No route for {method} {path}", "OBJECT_NOT_FOUND")
 
@@ -426,11 +460,12 @@ class HubSpotSandbox(SandboxServer):
             results.append({
                 "name": name, "label": name.replace("_", " ").title(), "type": kind,
                 "fieldType": _FIELD_TYPES[kind], "description": "", "groupName": "info",
-                "options": options, "displayOrder": order, "calculated": False,
-                "externalOptions": False, "hasUniqueValue": name == "hs_object_id",
-                "hidden": False, "hubspotDefined": True, "formField": False,
+                "options": options, "displayOrder": order,
+                "calculated": name in writes.CALCULATED, "externalOptions": False,
+                "hasUniqueValue": name in writes.UNIQUE, "hidden": False,
+                "hubspotDefined": name not in writes.CUSTOM, "formField": False,
                 "modificationMetadata": {"archivable": True, "readOnlyDefinition": True,
-                                         "readOnlyValue": name.startswith("hs_")},
+                                         "readOnlyValue": writes.read_only(name)},
                 "archived": False,
             })  # fmt: skip
         return Reply(200, json_body({"results": results}))

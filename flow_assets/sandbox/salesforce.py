@@ -20,14 +20,17 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import polars as pl
 
 from flow_assets.sandbox import changes
+from flow_assets.sandbox import salesforce_bulk as bulk
 from flow_assets.sandbox import salesforce_data as data
 from flow_assets.sandbox import salesforce_writes as writes
+from flow_assets.sandbox.authorization_codes import AuthorizationCodes
 from flow_assets.sandbox.faults import Fault
 from flow_assets.sandbox.page_cache import LruCache
 from flow_assets.sandbox.server import Reply, SandboxServer, json_body
@@ -54,6 +57,7 @@ REQUEST_KINDS = (
     "deleted",
     "collections",
     "collections_upsert",
+    *bulk.KINDS,  # Bulk API 2.0 ingest: bulk_jobs (POST: a job created), bulk_job, ...
     "not_found",
 )
 
@@ -72,6 +76,7 @@ _ROUTES = [
     (re.compile(p), kind)
     for p, kind in (
         (r"/services/oauth2/token/?", "token"),
+        (r"/services/oauth2/authorize/?", "authorize"),
         (r"/services/data/?", "versions"),
         (rf"/services/data/(?P<v>{_VERSION})/?", "resources"),
         (rf"/services/data/(?P<v>{_VERSION})/sobjects/?", "describe_global"),
@@ -89,6 +94,7 @@ _ROUTES = [
             rf"/services/data/(?P<v>{_VERSION})/composite/sobjects/(?P<obj>[^/]+)/(?P<ext>[^/]+)/?",
             "collections_upsert",
         ),
+        *bulk.ROUTES,
         (rf"/services/data/(?P<v>{_VERSION})/.*", "not_found"),
     )
 ]
@@ -148,8 +154,8 @@ class SalesforceSandbox(SandboxServer):
     least recently used evicted) and the rows of the last few queries, so repeating a
     query costs the sandbox little; answers are the same bytes either way. The data changes
     only through `change_records` (or POST /__sandbox/changes) and the sObject Collections
-    writes (insert, update, upsert by external id, delete: see salesforce_writes), each of
-    which clears both caches.
+    writes (insert, update, upsert by external id, delete: see salesforce_writes) and Bulk API
+    2.0 ingest jobs (`bulk`, see salesforce_bulk), each of which clears both caches.
     """
 
     product = "Salesforce"
@@ -189,6 +195,7 @@ class SalesforceSandbox(SandboxServer):
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._locator_count = 0
         self._stats: Counter[str] = Counter()
+        self.bulk = bulk.IngestJobs(self)  # Bulk API 2.0 ingest jobs (see salesforce_bulk)
         self._api_usage = 0
         self._page_cache: LruCache | None = None
         self._query_cache: LruCache | None = None
@@ -269,6 +276,11 @@ class SalesforceSandbox(SandboxServer):
         """Invalidate every access token issued so far (refresh tokens stay valid)."""
         with self._lock:
             self._access_tokens.clear()
+
+    @cached_property
+    def authorization_codes(self) -> AuthorizationCodes:
+        """The web server flow's codes (GET /services/oauth2/authorize, "Allow" clicked)."""
+        return AuthorizationCodes(self.client_id)
 
     # --- faults and stats --------------------------------------------------------
 
@@ -357,9 +369,11 @@ class SalesforceSandbox(SandboxServer):
             if method != "POST":
                 return _oauth_error("invalid_request", "must use HTTP POST")
             return self._token(query, headers, body)
+        if kind == "authorize":
+            return Reply(*self.authorization_codes.authorize(method, query))
         if kind == "not_found" and match is None:
             return _not_found()
-        if method not in ("GET", "HEAD") and kind not in writes.KINDS:
+        if method not in ("GET", "HEAD") and kind not in (*writes.KINDS, *bulk.KINDS):
             return _errors(
                 405,
                 "METHOD_NOT_ALLOWED",
@@ -377,6 +391,8 @@ class SalesforceSandbox(SandboxServer):
         version = self.api_version if version == "latest" else version[1:]
         if kind in writes.KINDS:
             reply = writes.respond(self, kind, match, method, parse_qs(query), body)
+        elif kind in bulk.KINDS:
+            reply = self.bulk.respond(kind, match, method, headers, body)
         else:
             reply = self._data(kind, match, version, parse_qs(query), headers)
         reply.headers["Sforce-Limit-Info"] = usage
@@ -446,12 +462,20 @@ class SalesforceSandbox(SandboxServer):
             basic_id, _, basic_secret = decoded.partition(":")
             client_id, client_secret = unquote(basic_id), unquote(basic_secret)
         grant = params.get("grant_type")
-        if grant not in ("client_credentials", "password", "refresh_token"):
+        if grant not in ("client_credentials", "password", "refresh_token", "authorization_code"):
             return _oauth_error("unsupported_grant_type", "grant type not supported")
         if client_id != self.client_id:
             return _oauth_error("invalid_client_id", "client identifier invalid")
         if client_secret is None or not hmac.compare_digest(client_secret, self.client_secret):
             return _oauth_error("invalid_client", "invalid client credentials")
+        if grant == "authorization_code":  # the web server flow; PKCE when it was asked for
+            refusal = self.authorization_codes.redeem(
+                params.get("code"), client_id, params.get("redirect_uri"),
+                params.get("code_verifier"),
+            )  # fmt: skip
+            if refusal is not None:
+                return _oauth_error(refusal.error, refusal.description)
+            return self._token_reply(refresh=True, scope="api refresh_token")
         if grant == "refresh_token":
             with self._lock:
                 known = params.get("refresh_token") in self._refresh_tokens

@@ -77,9 +77,18 @@ def respond(
             return _errors(404, "NOT_FOUND", "Provided external ID field does not exist or is "
                            f"not accessible: {unquote(match['ext'])}")  # fmt: skip
         external = field.name
+    return Reply(200, json_body(apply(sandbox, method, external, records, all_or_none)))
+
+
+def apply(
+    sandbox: SalesforceSandbox, method: str, external: str | None, records: list[Any],
+    all_or_none: bool = False,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """`records` written as one sObject Collections call would (method POST insert, PATCH
+    update or upsert by `external`, DELETE): one result per record, in their order. Bulk API
+    2.0 jobs apply their records here too, so both refuse the same records the same way."""
     with _WRITE_LOCK:
-        results = _Batch(sandbox, method, external, all_or_none).run(records)
-    return Reply(200, json_body(results))
+        return _Batch(sandbox, method, external, all_or_none).run(records)
 
 
 class _Batch:

@@ -1,5 +1,5 @@
 """`flowbridge sandbox`: every bundled SaaS sandbox in one process, on consecutive ports from
---port (Salesforce, HubSpot, Zendesk, ServiceNow, Slack), with the credentials the Makefile exports for connections.yaml's
+--port (in SANDBOXES' order), with the credentials the Makefile exports for connections.yaml's
 `*_sandbox` connections. Stops on SIGINT or SIGTERM."""
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from flow_assets.sandbox.google_analytics import GoogleAnalyticsSandbox
 from flow_assets.sandbox.hubspot import HubSpotSandbox
 from flow_assets.sandbox.salesforce import SalesforceSandbox
+from flow_assets.sandbox.sap_odata import SapODataSandbox
 from flow_assets.sandbox.servicenow import ServiceNowSandbox
 from flow_assets.sandbox.slack import SlackSandbox
 from flow_assets.sandbox.zendesk import ZendeskSandbox
@@ -22,7 +24,30 @@ SANDBOXES: dict[str, Callable[[int, int, int], Any]] = {
     "Zendesk": lambda port, records, seed: ZendeskSandbox(port, records, seed),
     "ServiceNow": lambda port, records, seed: ServiceNowSandbox(port, records, seed),
     "Slack": lambda port, records, seed: SlackSandbox(port, messages=records, seed=seed),
+    "SAP OData": lambda port, records, seed: SapODataSandbox(port, records, seed),
+    "Google Analytics": lambda port, records, seed: GoogleAnalyticsSandbox(port, seed=seed),
 }
+
+# The variables connections.yaml's `*_sandbox` connections take their addresses from, each with
+# the path the connection adds to the sandbox's URL.
+URL_VARIABLES: dict[str, dict[str, str]] = {
+    "Salesforce": {"SALESFORCE_SANDBOX_URL": ""},
+    "HubSpot": {"HUBSPOT_SANDBOX_URL": ""},
+    "Zendesk": {"ZENDESK_SANDBOX_URL": ""},
+    "ServiceNow": {"SERVICENOW_SANDBOX_URL": ""},
+    "Slack": {"SLACK_SANDBOX_URL": "/api"},
+    "SAP OData": {"SAP_SANDBOX_SERVICE_URL": "/sap/opu/odata/sap/API_SALES_ORDER_SRV"},
+    "Google Analytics": {"GA4_SANDBOX_URL": "", "GA4_SANDBOX_TOKEN_URL": "/token"},
+}
+
+
+def url_environment(started: dict[str, Any]) -> dict[str, str]:
+    """The URL variables pointing connections.yaml's sandbox connections at `started`."""
+    return {
+        var: started[name].url + path
+        for name, variables in URL_VARIABLES.items()
+        for var, path in variables.items()
+    }
 
 
 def start_all(port: int, records: int, seed: int) -> dict[str, Any]:

@@ -11,11 +11,13 @@ import random
 import secrets
 import threading
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 
+from flow_assets.sandbox.authorization_codes import AuthorizationCodes
 from flow_assets.sandbox.faults import Fault
 from flow_assets.sandbox.server import Reply, SandboxServer, json_body
 
@@ -219,6 +221,11 @@ class SlackSandbox(SandboxServer):
         with self._lock:
             self._access_tokens.clear()
 
+    @cached_property
+    def authorization_codes(self) -> AuthorizationCodes:
+        """GET /oauth/v2/authorize's codes (slack.com's install page, "Allow" clicked)."""
+        return AuthorizationCodes(self.client_id)
+
     # --- requests ----------------------------------------------------------------
 
     def respond(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> Reply:
@@ -226,6 +233,8 @@ class SlackSandbox(SandboxServer):
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         with self._lock:
             self.requests.append(target)
+        if parts.path == "/oauth/v2/authorize":
+            return Reply(*self.authorization_codes.authorize(method, parts.query))
         if not parts.path.startswith("/api/"):
             return Reply(404, b"Not Found", {"Content-Type": "text/plain"})
         api_method = parts.path.removeprefix("/api/")
@@ -291,6 +300,17 @@ class SlackSandbox(SandboxServer):
             return _fail("invalid_client_id")
         if not secrets.compare_digest(client_secret or "", self.client_secret):
             return _fail("bad_client_secret")
+        # A code (grant_type authorization_code, or none): installing the app; with token
+        # rotation on, the answer holds a refresh token.
+        grant = args.get("grant_type") or ("authorization_code" if "code" in args else "")
+        if grant == "authorization_code":
+            refusal = self.authorization_codes.redeem(
+                args.get("code"), client_id, args.get("redirect_uri"), args.get("code_verifier")
+            )
+            if refusal is not None:
+                return _fail("bad_redirect_uri" if refusal.reason == "redirect_uri" else
+                             "invalid_code")  # fmt: skip
+            return self._token_answer()
         if args.get("grant_type") != "refresh_token":
             return _fail("invalid_grant_type")
         with self._lock:
@@ -299,6 +319,9 @@ class SlackSandbox(SandboxServer):
                 return _fail("invalid_refresh_token")
             self._refresh_tokens.discard(used)  # single use: the exchange revokes it
             self.rotations += 1
+        return self._token_answer()
+
+    def _token_answer(self) -> Reply:
         access, refresh = self.issue_access_token(), self.issue_refresh_token()
         return Reply(200, json_body({
             "ok": True, "app_id": "A0SANDBOX1", "authed_user": {"id": "U000000000"},

@@ -1,6 +1,7 @@
 """Local Zendesk Support API stand-in: the incremental exports (cursor-based tickets and users,
-time-based organizations), users/me, API token and OAuth client credentials auth, and
-injectable faults, with deterministic data, for tests and demos."""
+time-based organizations), users/me, ticket writes through jobs (zendesk_writes), API token and
+OAuth client credentials auth, and injectable faults, with deterministic data, for tests and
+demos."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import polars as pl
 
 from flow_assets.sandbox.faults import Fault
 from flow_assets.sandbox.server import Reply, SandboxServer, json_body
+from flow_assets.sandbox.zendesk_writes import TicketWrites
 
 FAULT_KINDS = ("expire_token", "429", "503", "malformed")
 MAX_PER_PAGE = 1000
@@ -164,6 +166,7 @@ class ZendeskSandbox(SandboxServer):
         self._lock = threading.Lock()
         self.requests: list[str] = []  # paths with queries, in order (no credentials in them)
         self.now = time.time  # the sandbox's clock, for the one-minute start_time rule
+        self.writes = TicketWrites(self)  # ticket writes and their jobs: see zendesk_writes
 
     # --- truth, credentials, faults ----------------------------------------------
 
@@ -199,7 +202,9 @@ class ZendeskSandbox(SandboxServer):
         if fault is not None and fault.kind != "malformed":
             return self._fault_reply(fault, headers)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        reply = self._route(method, parts.path, query, headers)
+        reply = self.writes.respond(method, parts.path, query, headers, body) or self._route(
+            method, parts.path, query, headers
+        )
         if fault is not None:  # malformed: a 200 whose JSON stops half way
             return Reply(200, reply.body[: max(1, len(reply.body) // 2)])
         return reply

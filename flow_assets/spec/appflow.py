@@ -788,9 +788,13 @@ class _Importer:
             dest["key"], sf["external_id_field"] = keys, keys[0]
         elif keys and keys != ["Id"]:
             self.skip(join(props_path, "idFieldNames"), f"{write} matches records by Id here")
-        if "dataTransferApi" in props:
+        api = {"AUTOMATIC": "automatic", "REST_SYNC": "rest", "BULKV2": "bulk"}
+        if props.get("dataTransferApi") in api:
+            if props["dataTransferApi"] != "AUTOMATIC":  # automatic is the flow file's default
+                sf["api"] = api[props["dataTransferApi"]]
+        elif "dataTransferApi" in props:
             self.skip(join(props_path, "dataTransferApi"),
-                      "Flowbridge writes through sObject Collections, 200 records a call")  # fmt: skip
+                      f"{props['dataTransferApi']}: api is automatic, rest or bulk")  # fmt: skip
         return dest | {"salesforce": sf}
 
     def other_destination(self, config: dict, props: dict, path: str, props_path: str) -> dict:

@@ -488,14 +488,37 @@ class RedshiftSettings(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+BULK_THRESHOLD = 1000  # AppFlow's AUTOMATIC: fewer records through REST, more through Bulk 2.0
+
+
 class SalesforceSinkSettings(StrictModel):
-    """Records written to a Salesforce object through sObject Collections, 200 a call."""
+    """Records written to a Salesforce object through sObject Collections, 200 a call, or, for
+    large runs, Bulk API 2.0 ingest jobs (destinations/salesforce_bulk.py)."""
 
     connection: str = Field(description="A salesforce connection in connections.yaml.")
     object: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="e.g. Opportunity.")
     external_id_field: str | None = Field(
         None, description="write upsert: the external id field records are matched on; key[0]."
     )
+    api: Literal["automatic", "rest", "bulk"] = Field(
+        "automatic",
+        description="AppFlow's dataTransferApi: automatic (AUTOMATIC) writes runs of fewer than "
+        "bulk_threshold records through REST (sObject Collections) and larger ones through Bulk "
+        "API 2.0; rest (REST_SYNC) and bulk (BULKV2) always use that API.",
+    )
+    bulk_threshold: int = Field(
+        BULK_THRESHOLD, ge=1, description="api automatic: runs of this many records or more use "
+        "Bulk API 2.0 (AppFlow's switch is at 1,000).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _threshold_needs_automatic(self) -> SalesforceSinkSettings:
+        # By value, not by fields set: the settings travel as JSON with every field written.
+        if self.bulk_threshold != BULK_THRESHOLD and self.api != "automatic":
+            always = "Bulk API 2.0" if self.api == "bulk" else "REST"
+            raise ValueError(f"bulk_threshold is for api automatic; api {self.api} always uses "
+                             f"{always}: drop one")  # fmt: skip
+        return self
 
 
 class HubSpotSinkSettings(StrictModel):

@@ -24,12 +24,18 @@ class Harness:
     sandbox: Callable[[], AbstractContextManager[Any]]  # a started sandbox server
     connection: Callable[[Any, bool], dg.ConfigurableResource]  # (sandbox, valid credentials?)
     object: str  # an object with enough records for several pages
-    cursor_field: str  # the incremental cursor (a Datetime field)
-    key: str  # the records' unique key
+    cursor_field: str  # the incremental cursor (a Datetime field, or a Date one)
+    key: str | tuple[str, ...]  # the records' unique key (an aggregate report's: its dimensions)
     truth: Callable[[Any], pl.DataFrame]  # what a full read of `object` returns, typed
     inject: Callable[[Any, str, int], None]  # (sandbox, fault, after) -> one fault, once
     faults_pending: Callable[[Any], int]  # injected faults not yet served
     page_size: int = 50
+    fields: tuple[str, ...] | None = None  # the fields read; None: every field `object` describes
+    name: str | None = None  # the test id, where one connector has several harnesses
+
+
+def key_columns(harness: Harness) -> list[str]:
+    return [harness.key] if isinstance(harness.key, str) else list(harness.key)
 
 
 def open_client(harness: Harness, sandbox: Any, valid: bool = True) -> Any:

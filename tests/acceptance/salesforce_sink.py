@@ -1,7 +1,8 @@
-"""The Salesforce sink's acceptance harness: upsert by external id on Opportunity through sObject
-Collections, against a Salesforce sandbox of its own."""
+"""The Salesforce sink's acceptance harnesses: upsert by external id on Opportunity through sObject
+Collections, and through Bulk API 2.0 ingest jobs, each against a Salesforce sandbox of its own."""
 
 from datetime import date, timedelta
+from functools import partial
 
 import polars as pl
 
@@ -13,11 +14,12 @@ from tests.acceptance.sink_harness import SinkHarness
 CLIENT = {"client_id": "acceptance", "client_secret": "acceptance-secret"}
 EXT = "External_Id__c"
 FIELDS = [EXT, "Name", "Amount", "StageName", "CloseDate"]
+SETTINGS = {"connection": "acceptance", "object": "Opportunity", "external_id_field": EXT}
 
 
-def io_manager(sandbox: SalesforceSandbox, error_root: str) -> SalesforceIOManager:
+def io_manager(sandbox: SalesforceSandbox, error_root: str, **bulk: int) -> SalesforceIOManager:
     connection = SalesforceConnection(login_url=sandbox.url, **CLIENT)
-    return SalesforceIOManager(connection=connection, error_root=error_root)
+    return SalesforceIOManager(connection=connection, error_root=error_root, **bulk)
 
 
 def records(sandbox: SalesforceSandbox, n: int, tag: str) -> pl.DataFrame:
@@ -51,7 +53,7 @@ SALESFORCE_SINK = SinkHarness(
     connector="salesforce",
     sandbox=lambda: SalesforceSandbox(records=50, **CLIENT),
     io_manager=io_manager,
-    settings={"connection": "acceptance", "object": "Opportunity", "external_id_field": EXT},
+    settings={**SETTINGS, "api": "rest"},
     key=EXT,
     records=records,
     held=held,
@@ -59,4 +61,28 @@ SALESFORCE_SINK = SinkHarness(
     inject=inject,
     faults_pending=lambda sandbox: len(sandbox.pending_faults()),
     batch_size=200,
+)
+
+
+def inject_bulk(sandbox: SalesforceSandbox, fault: str, after: int) -> None:
+    # After a job's creation: the fault meets its upload (a 503 there sends the records to a
+    # new job), or whichever ingest call comes next.
+    sandbox.inject(fault, count=1, path_contains="/jobs/ingest", after=after, retry_after=0.1)
+
+
+BULK_BATCH = 150  # records a job: small, so the suite's runs take several jobs
+
+SALESFORCE_BULK_SINK = SinkHarness(
+    connector="salesforce",
+    name="salesforce_bulk",
+    sandbox=lambda: SalesforceSandbox(records=50, **CLIENT),
+    io_manager=partial(io_manager, bulk_batch_size=BULK_BATCH),
+    settings={**SETTINGS, "api": "bulk"},
+    key=EXT,
+    records=records,
+    held=held,
+    refused=refused,
+    inject=inject_bulk,
+    faults_pending=lambda sandbox: len(sandbox.pending_faults()),
+    batch_size=BULK_BATCH,
 )

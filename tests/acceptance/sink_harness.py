@@ -38,6 +38,7 @@ class SinkHarness:
     inject: Callable[[Any, str, int], None]  # (sandbox, fault, after) -> one fault, once
     faults_pending: Callable[[Any], int]
     batch_size: int  # records per write call (the vendor's limit)
+    name: str | None = None  # the test id, where one connector has several harnesses
 
 
 def write(harness: SinkHarness, sandbox: Any, folder: Path, frame: pl.DataFrame,

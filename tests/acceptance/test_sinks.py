@@ -8,13 +8,15 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from flow_assets.connectors.errors import ConnectorError
-from tests.acceptance.salesforce_sink import SALESFORCE_SINK
+from tests.acceptance.hubspot_sink import HUBSPOT_SINK
+from tests.acceptance.salesforce_sink import SALESFORCE_BULK_SINK, SALESFORCE_SINK
 from tests.acceptance.sink_harness import FAULTS, SinkHarness, rejected, write
+from tests.acceptance.zendesk_sink import ZENDESK_SINK
 
-SINKS = [SALESFORCE_SINK]
+SINKS = [SALESFORCE_SINK, SALESFORCE_BULK_SINK, ZENDESK_SINK, HUBSPOT_SINK]
 
 
-@pytest.fixture(params=SINKS, ids=lambda h: h.connector)
+@pytest.fixture(params=SINKS, ids=lambda h: h.name or h.connector)
 def sink(request):
     harness: SinkHarness = request.param
     with harness.sandbox() as sandbox:

@@ -197,11 +197,19 @@ def test_password_grant_then_refresh(sandbox):
         ),
         (
             {"grant_type": "authorization_code", "code": "x", **CLIENT},
-            "unsupported_grant_type",
-            None,
+            "invalid_grant",
+            "invalid authorization code",
         ),
+        ({"grant_type": "implicit", **CLIENT}, "unsupported_grant_type", None),
     ],
-    ids=["bad-secret", "unknown-client", "bad-refresh", "bad-password", "unsupported-grant"],
+    ids=[
+        "bad-secret",
+        "unknown-client",
+        "bad-refresh",
+        "bad-password",
+        "unknown-code",
+        "unsupported-grant",
+    ],
 )
 def test_token_failures_use_documented_bodies(sandbox, form, error, description):
     response = requests.post(sandbox.url + "/services/oauth2/token", data=form)

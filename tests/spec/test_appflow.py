@@ -14,7 +14,7 @@ from flow_assets.spec import FlowFileError, load_connections, load_flow_file
 from flow_assets.spec.appflow import import_appflow, to_yaml
 from flow_assets.spec.appflow_export import export_file
 from flow_assets.spec.appflow_model import check, request_shape
-from flow_assets.spec.models import FlowSpec
+from flow_assets.spec.models import Destination, FlowSpec
 from tests.conftest import REPO
 
 FIXTURES = Path(__file__).parent / "appflow"
@@ -175,6 +175,23 @@ def test_s3_to_salesforce_upsert():
     assert not [line for line in conversion.not_carried if line.startswith("sourceFlowConfig")]
     props = "destinationFlowConfigList[0].destinationConnectorProperties.Salesforce"
     reported(conversion, f"{props}.errorHandlingConfig")
+
+
+@pytest.mark.parametrize(
+    ("transfer_api", "api"), [("AUTOMATIC", None), ("REST_SYNC", "rest"), ("BULKV2", "bulk")]
+)
+def test_salesforce_destination_data_transfer_api_is_carried_over(transfer_api, api):
+    props = "destinationFlowConfigList[0].destinationConnectorProperties.Salesforce"
+
+    def choose(raw: dict) -> None:
+        sf = raw["destinationFlowConfigList"][0]["destinationConnectorProperties"]["Salesforce"]
+        sf["dataTransferApi"] = transfer_api
+
+    conversion = imported("s3_to_salesforce_upsert", edited("s3_to_salesforce_upsert", choose))
+    destination = conversion.result["destination"]
+    assert destination["salesforce"].get("api") == api
+    assert Destination.model_validate(destination).salesforce.api == (api or "automatic")
+    assert not [n for n in conversion.not_carried if n.startswith(f"{props}.dataTransferApi")]
 
 
 def test_zendesk_to_redshift():

@@ -133,3 +133,40 @@ def test_schedule_status_on_and_off_unquoted():
     for text, status in (("status: off", "off"), ("status: on", "on"), ("status: 'on'", "on")):
         loaded = yaml.safe_load(f"{{schedule: 'rate(1 day)', {text}}}")
         assert Schedule.model_validate(loaded).status == status
+
+
+TO_SALESFORCE = """\
+source: {connection: sf, object: Opportunity, fields: [External_Id__c, Name, Amount]}
+destination:
+  connector: salesforce
+  write: upsert
+  key: [External_Id__c]
+  salesforce: {connection: sf, object: Opportunity, external_id_field: External_Id__c%s}
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "api", "threshold"),
+    [("", "automatic", 1000), (", api: bulk", "bulk", 1000), (", api: rest", "rest", 1000),
+     (", bulk_threshold: 5000", "automatic", 5000)],
+)  # fmt: skip
+def test_the_salesforce_api_setting_defaults_to_appflows_automatic(tmp_path, extra, api, threshold):
+    (tmp_path / "connections.yaml").write_text(CONNECTIONS)
+    path = write(tmp_path, "to_sf.yaml", TO_SALESFORCE % extra)
+    settings = load_flow_file(path, load_connections(tmp_path / "connections.yaml")).destination
+    assert (settings.salesforce.api, settings.salesforce.bulk_threshold) == (api, threshold)
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        (", api: fast", "destination.salesforce.api: 'fast' is not one of: automatic, rest, bulk"),
+        (", bulk_threshold: 0", "destination.salesforce.bulk_threshold: Input should be greater"),
+        (", api: rest, bulk_threshold: 500",
+         "destination.salesforce: bulk_threshold is for api automatic; api rest always uses REST"),
+        (", api: bulk, bulk_threshold: 10", "api bulk always uses Bulk API 2.0: drop one"),
+    ],
+)  # fmt: skip
+def test_bad_salesforce_api_settings(tmp_path, extra, error):
+    message = problems_of(tmp_path, TO_SALESFORCE % extra)
+    assert "bad_flow.yaml" in message and error in message
