@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds to wait for the browser's redirect (default 300)")  # fmt: skip
 
     args = parser.parse_args(argv)
+    if args.command in ("validate", "run", "runs", "demo"):
+        from flow_assets.environment import Settings, load_env_file
+
+        load_env_file(Settings.from_env().flows_dir)
     if args.command == "validate":
         return _validate(args)
     if args.command == "run":

@@ -84,3 +84,17 @@ class Settings:
             data_dir=Path(env.get("FLOWBRIDGE_DATA_DIR", "data")).resolve(),
             s3_staging=S3Staging.from_env(env) if name == "AWS" else None,
         )
+
+
+def env_file(flows_dir: Path) -> Path:
+    """The project's `.env`, beside the flows folder: where `flowbridge oauth` stores refresh
+    tokens, and what `dagster dev` reads variables from."""
+    return flows_dir.parent / ".env"
+
+
+def load_env_file(flows_dir: Path) -> None:
+    """The project's `.env` into the environment, as `dagster dev` does for its processes; a
+    variable already set wins (python-dotenv parses the file as Dagster's own loader does)."""
+    from dotenv import load_dotenv
+
+    load_dotenv(env_file(flows_dir), override=False)

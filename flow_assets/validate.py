@@ -23,6 +23,7 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     flows_ok: list[str] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)  # connection -> why, asked once
 
 
 def validate_project(root: Path, online: bool = True) -> Report:
@@ -53,6 +54,10 @@ def _online_problems(
     flow: FlowSpec, file: Path, resource: dg.ConfigurableResource, report: Report
 ) -> list[Problem]:
     src = flow.source
+    if src.connection in report.unreachable:
+        report.notes.append(f"{file}: not checked against the source (unreachable: "
+                            f"{report.unreachable[src.connection]})")  # fmt: skip
+        return []
     unset = [
         value
         for name in type(resource).model_fields
@@ -85,6 +90,7 @@ def _online_problems(
     except TransientError as exc:
         if not exc.unreachable:
             return [Problem(str(file), "source", str(exc))]
+        report.unreachable[src.connection] = str(exc)
         report.notes.append(f"{file}: not checked against the source (unreachable: {exc})")
         return []
     except ConnectorError as exc:

@@ -74,3 +74,20 @@ def test_partition_errors(home, capsys, args, expected):
     captured = capsys.readouterr()
     assert expected in captured.err, captured.err
     assert captured.out == ""  # nothing ran
+
+
+def test_run_reads_the_projects_env_file_and_the_environment_wins(home, capsys, project, sf,
+                                                                  monkeypatch):  # fmt: skip
+    """`.env` beside flow_defs/ (where `flowbridge oauth` stores refresh tokens) is read as
+    `dagster dev` reads it; a variable already set is not replaced."""
+    from tests.conftest import CLIENT_SECRET
+
+    env = project.flows_dir.parent / ".env"
+    monkeypatch.delenv("SALESFORCE_SANDBOX_CLIENT_SECRET")
+    env.write_text(f"SALESFORCE_SANDBOX_CLIENT_SECRET={CLIENT_SECRET}\n")
+    assert main(["run", "salesforce_big_opportunities"]) == 0
+    capsys.readouterr()
+
+    monkeypatch.setenv("SALESFORCE_SANDBOX_CLIENT_SECRET", CLIENT_SECRET)
+    env.write_text("SALESFORCE_SANDBOX_CLIENT_SECRET=not-the-secret\n")
+    assert main(["run", "salesforce_big_opportunities"]) == 0

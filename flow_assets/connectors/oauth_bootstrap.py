@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from flow_assets.connectors.errors import ConnectorError
 from flow_assets.connectors.http import HttpClient, RetryPolicy, parse_json
+from flow_assets.environment import env_file as project_env_file
 from flow_assets.spec.env import MissingEnvironmentVariable, env_name, resolve
 from flow_assets.spec.errors import did_you_mean
 from flow_assets.spec.loading import CONNECTIONS_FILE, load_connections
@@ -402,7 +403,7 @@ def bootstrap(
         )
     answer = obtain_tokens(app, port=port, open_browser=open_browser, timeout=timeout, say=say)
     root = flows_dir.parent
-    target = env_file or root / ".env"
+    target = env_file or project_env_file(flows_dir)
     created = write_env_var(target, variable, answer["refresh_token"])
     say(f"{'created' if created else 'updated'} {target}: {variable} now holds the refresh token "
         f"of connection '{connection}' (file mode 600)")  # fmt: skip

@@ -7,8 +7,6 @@ XSUAA) and injectable faults."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import random
 import re
 import secrets
@@ -23,7 +21,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, unquote_plus, urlencode, 
 import polars as pl
 
 from flow_assets.sandbox.faults import Fault
-from flow_assets.sandbox.server import Reply, SandboxServer, json_body
+from flow_assets.sandbox.server import Reply, SandboxServer, basic_credentials, json_body
 
 V2_ROOT = "/sap/opu/odata/sap/API_SALES_ORDER_SRV"
 V4_ROOT = "/sap/opu/odata4/sap/api_salesorder/srvd_a2x/sap/salesorder/0001"
@@ -258,10 +256,9 @@ class SapODataSandbox(SandboxServer):
     def _token(self, headers: Mapping[str, str], body: bytes) -> Reply:
         form = {k: v[-1] for k, v in parse_qs(body.decode(errors="replace")).items()}
         client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        scheme, _, credential = (headers.get("Authorization") or "").partition(" ")
-        if scheme == "Basic":  # XSUAA takes the client as HTTP Basic too
-            with contextlib.suppress(ValueError):
-                client_id, _, client_secret = base64.b64decode(credential).decode().partition(":")
+        basic = basic_credentials(headers)
+        if basic is not None:  # XSUAA takes the client as HTTP Basic too
+            client_id, client_secret = basic
         if form.get("grant_type") != "client_credentials":
             return Reply(400, json_body({"error": "unsupported_grant_type",
                                          "error_description": "Unsupported grant type"}))  # fmt: skip
@@ -281,11 +278,9 @@ class SapODataSandbox(SandboxServer):
         if scheme == "Bearer":
             with self._lock:
                 return self._tokens.get(credential, 0) > time.monotonic()
-        if scheme == "Basic":
-            try:
-                user, _, secret = base64.b64decode(credential).decode().partition(":")
-            except ValueError:
-                return False
+        basic = basic_credentials(headers)
+        if basic is not None:
+            user, secret = basic
             return user == self.username and secrets.compare_digest(secret, self.password)
         return False
 

@@ -5,6 +5,7 @@ vendor's documented API does; nothing here knows any vendor."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -36,6 +37,19 @@ class Reply:
 
 def json_body(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def basic_credentials(headers: Any) -> tuple[str, str] | None:
+    """The user (or client id) and secret of an `Authorization: Basic` header; None when there
+    is none or it does not decode."""
+    scheme, _, credential = (headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() != "basic" or not credential:
+        return None
+    try:
+        user, _, secret = base64.b64decode(credential.strip()).decode().partition(":")
+    except ValueError:
+        return None
+    return user, secret
 
 
 class SandboxServer:

@@ -4,7 +4,6 @@ values as text), the sys_db_object and sys_dictionary tables, basic auth and OAu
 
 from __future__ import annotations
 
-import base64
 import random
 import secrets
 import threading
@@ -16,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import polars as pl
 
 from flow_assets.sandbox.faults import Fault
-from flow_assets.sandbox.server import Reply, SandboxServer, json_body
+from flow_assets.sandbox.server import Reply, SandboxServer, basic_credentials, json_body
 
 FAULT_KINDS = ("expire_token", "429", "503", "malformed")
 MAX_LIMIT = 10_000
@@ -285,11 +284,9 @@ class ServiceNowSandbox(SandboxServer):
         if scheme == "Bearer":
             with self._lock:
                 return credential in self._access_tokens
-        if scheme == "Basic":
-            try:
-                user, _, secret = base64.b64decode(credential).decode().partition(":")
-            except ValueError:
-                return False
+        basic = basic_credentials(headers)
+        if basic is not None:
+            user, secret = basic
             return user == self.username and secrets.compare_digest(secret, self.password)
         return False
 

@@ -5,7 +5,6 @@ users.list and oauth.v2.access (token rotation), with ok:false error bodies, cur
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import random
 import secrets
@@ -19,7 +18,7 @@ import polars as pl
 
 from flow_assets.sandbox.authorization_codes import AuthorizationCodes
 from flow_assets.sandbox.faults import Fault
-from flow_assets.sandbox.server import Reply, SandboxServer, json_body
+from flow_assets.sandbox.server import Reply, SandboxServer, basic_credentials, json_body
 
 FAULT_KINDS = ("expire_token", "429", "503", "malformed")
 TEAM_ID = "T0SANDBOX"
@@ -291,11 +290,9 @@ class SlackSandbox(SandboxServer):
 
     def _exchange(self, args: Mapping[str, str], headers: Mapping[str, str]) -> Reply:
         client_id, client_secret = args.get("client_id"), args.get("client_secret")
-        basic = headers.get("Authorization") or ""
-        if basic.startswith("Basic "):  # the client may authenticate with HTTP basic auth
-            with contextlib.suppress(ValueError):
-                pair = base64.b64decode(basic.removeprefix("Basic ")).decode()
-                client_id, _, client_secret = pair.partition(":")
+        basic = basic_credentials(headers)
+        if basic is not None:  # the client may authenticate with HTTP basic auth
+            client_id, client_secret = basic
         if client_id != self.client_id:
             return _fail("invalid_client_id")
         if not secrets.compare_digest(client_secret or "", self.client_secret):

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import polars as pl
 
 from flow_assets.sandbox.faults import Fault
-from flow_assets.sandbox.server import Reply, SandboxServer, json_body
+from flow_assets.sandbox.server import Reply, SandboxServer, basic_credentials, json_body
 from flow_assets.sandbox.zendesk_writes import TicketWrites
 
 FAULT_KINDS = ("expire_token", "429", "503", "malformed")
@@ -239,11 +239,9 @@ class ZendeskSandbox(SandboxServer):
         if scheme == "Bearer":
             with self._lock:
                 return "admin" if credential in self._access_tokens else None
-        if scheme == "Basic":
-            try:
-                user, _, secret = base64.b64decode(credential).decode().partition(":")
-            except ValueError:
-                return None
+        basic = basic_credentials(headers)
+        if basic is not None:
+            user, secret = basic
             if user == f"{self.email}/token" and secrets.compare_digest(secret, self.api_token):
                 return "admin"
         return None

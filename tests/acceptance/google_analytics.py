@@ -44,7 +44,6 @@ GOOGLE_ANALYTICS = Harness(
     key=DIMENSIONS,
     truth=truth,
     inject=inject,
-    faults_pending=lambda sandbox: len(sandbox.pending_faults()),
     page_size=500,
     fields=DIMENSIONS + METRICS,
 )

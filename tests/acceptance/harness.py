@@ -28,10 +28,11 @@ class Harness:
     key: str | tuple[str, ...]  # the records' unique key (an aggregate report's: its dimensions)
     truth: Callable[[Any], pl.DataFrame]  # what a full read of `object` returns, typed
     inject: Callable[[Any, str, int], None]  # (sandbox, fault, after) -> one fault, once
-    faults_pending: Callable[[Any], int]  # injected faults not yet served
     page_size: int = 50
     fields: tuple[str, ...] | None = None  # the fields read; None: every field `object` describes
     name: str | None = None  # the test id, where one connector has several harnesses
+    # injected faults not yet served (every SandboxServer counts them the same way)
+    faults_pending: Callable[[Any], int] = lambda sandbox: len(sandbox.pending_faults())
 
 
 def key_columns(harness: Harness) -> list[str]:

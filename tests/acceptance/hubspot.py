@@ -39,6 +39,5 @@ HUBSPOT = Harness(
     key="id",
     truth=truth,
     inject=inject,
-    faults_pending=lambda sandbox: len(sandbox.pending_faults()),
     page_size=100,
 )

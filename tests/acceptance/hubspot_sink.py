@@ -64,6 +64,5 @@ HUBSPOT_SINK = SinkHarness(
     held=held,
     refused=refused,
     inject=inject,
-    faults_pending=lambda sandbox: len(sandbox.pending_faults()),
     batch_size=100,
 )

@@ -33,6 +33,5 @@ SALESFORCE = Harness(
     key="Id",
     truth=truth,
     inject=inject,
-    faults_pending=lambda sandbox: len(sandbox.pending_faults()),
     page_size=200,
 )

@@ -59,7 +59,6 @@ SALESFORCE_SINK = SinkHarness(
     held=held,
     refused=refused,
     inject=inject,
-    faults_pending=lambda sandbox: len(sandbox.pending_faults()),
     batch_size=200,
 )
 
@@ -83,6 +82,5 @@ SALESFORCE_BULK_SINK = SinkHarness(
     held=held,
     refused=refused,
     inject=inject_bulk,
-    faults_pending=lambda sandbox: len(sandbox.pending_faults()),
     batch_size=BULK_BATCH,
 )

@@ -43,7 +43,6 @@ def harness(name: str, root: str, entity_set: str) -> Harness:
         key="SalesOrder",
         truth=lambda sandbox: sandbox.frame(entity_set),
         inject=inject(entity_set),
-        faults_pending=lambda sandbox: len(sandbox.pending_faults()),
         page_size=250,
         name=name,
     )

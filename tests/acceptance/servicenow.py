@@ -40,6 +40,5 @@ SERVICENOW = Harness(
     key="sys_id",
     truth=lambda sandbox: sandbox.frame("incident"),
     inject=inject,
-    faults_pending=lambda sandbox: len(sandbox.pending_faults()),
     page_size=100,
 )

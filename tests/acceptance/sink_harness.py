@@ -36,9 +36,9 @@ class SinkHarness:
     # (sandbox) -> one record the vendor refuses, and the vendor's error code for it
     refused: Callable[[Any], tuple[pl.DataFrame, str]]
     inject: Callable[[Any, str, int], None]  # (sandbox, fault, after) -> one fault, once
-    faults_pending: Callable[[Any], int]
     batch_size: int  # records per write call (the vendor's limit)
     name: str | None = None  # the test id, where one connector has several harnesses
+    faults_pending: Callable[[Any], int] = lambda sandbox: len(sandbox.pending_faults())
 
 
 def write(harness: SinkHarness, sandbox: Any, folder: Path, frame: pl.DataFrame,

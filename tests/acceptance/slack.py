@@ -61,6 +61,5 @@ SLACK = Harness(
     key="ts",
     truth=truth,
     inject=inject,
-    faults_pending=lambda server: len(server.pending_faults()),
     page_size=50,
 )

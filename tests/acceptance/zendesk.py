@@ -38,6 +38,5 @@ ZENDESK = Harness(
     key="id",
     truth=truth,
     inject=inject,
-    faults_pending=lambda sandbox: len(sandbox.pending_faults()),
     page_size=100,
 )

@@ -72,6 +72,5 @@ ZENDESK_SINK = SinkHarness(
     held=held,
     refused=refused,
     inject=inject,
-    faults_pending=lambda sandbox: len(sandbox.pending_faults()),
     batch_size=100,
 )
