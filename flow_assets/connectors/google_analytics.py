@@ -52,11 +52,13 @@ from flow_assets.connectors.errors import (
 from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, TransientError, parse_json
 from flow_assets.connectors.malformed import explain_page
 from flow_assets.connectors.oauth import OAuth2
+from flow_assets.connectors.oauth_bootstrap import AuthorizationCodeApp
 from flow_assets.connectors.paging import paginate
 from flow_assets.spec.errors import did_you_mean
 from flow_assets.spec.models import FilterSpec
 
 SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
+AUTHORIZE_URL = "https://accounts.google.com/o/oauth2/v2/auth"
 OBJECT, KIND = "report", "analyticsData#runReport"
 DIMENSION = "dimension"
 EARLIEST = date(2015, 8, 14)  # the API refuses dates before this
@@ -99,6 +101,23 @@ class GoogleAnalyticsConnection(dg.ConfigurableResource):
     max_attempts: int = Field(6, ge=1, description="Attempts per call on 429, 5xx and resets.")
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("client_secret", "refresh_token")
+
+    def authorization_code_app(self) -> AuthorizationCodeApp:
+        """`flowbridge oauth`: Google's consent page, with access_type=offline and
+        prompt=consent so the answer carries a refresh token. Off Google (a sandbox), both
+        URLs are on base_url."""
+        if not (self.client_id and self.client_secret):
+            raise ConnectorError(f"connection '{self.connection_name}': the authorization-code "
+                                 "grant needs client_id and client_secret (an OAuth client of "
+                                 "type Desktop app)")  # fmt: skip
+        google = self.base_url.rstrip("/") == "https://analyticsdata.googleapis.com"
+        authorize = AUTHORIZE_URL if google else self.base_url.rstrip("/") + "/o/oauth2/v2/auth"
+        return AuthorizationCodeApp(
+            authorize_url=authorize, token_url=self.token_url, client_id=self.client_id,
+            client_secret=self.client_secret, scopes=(SCOPE,), pkce=True,
+            extra_params={"access_type": "offline", "prompt": "consent"},
+            no_refresh_token_hint="ask again with access_type=offline and prompt=consent",
+        )  # fmt: skip
 
     def open(self, max_attempts: int | None = None) -> GoogleAnalyticsClient:
         retry = RetryPolicy(max_attempts=max_attempts or self.max_attempts)

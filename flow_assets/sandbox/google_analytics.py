@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from flow_assets.sandbox.authorization_codes import AuthorizationCodes
 from flow_assets.sandbox.server import Reply, SandboxServer, json_body
 
 FAULT_KINDS = ("expire_token", "429", "503", "malformed")
@@ -30,6 +31,7 @@ QUOTA_MESSAGE = ("Exhausted property tokens per hour for a project per property.
 PROPERTY_ID = "123456789"
 SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+AUTHORIZE_PATH = "/o/oauth2/v2/auth"  # accounts.google.com's, on the sandbox
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # a JWT's aud, wherever sent
 SERVICE_ACCOUNT = "flowbridge-reader@flowbridge-sandbox.iam.gserviceaccount.com"
 FIRST_DAY, DAYS = date(2024, 1, 1), 120
@@ -145,6 +147,7 @@ class GoogleAnalyticsSandbox(SandboxServer):
         self.property_id, self.seed = property_id, seed
         self.client_id, self.client_secret = client_id, client_secret
         self.refresh_token, self.token_seconds = refresh_token, token_seconds
+        self._refresh_tokens = {refresh_token}  # and those the authorization-code grant issued
         self.dimensions = dict(DIMENSIONS)  # a test may archive one (as a custom definition)
         self._tokens: dict[str, float] = {}  # access token -> expiry (epoch seconds)
         self._lock = threading.Lock()
@@ -185,6 +188,11 @@ class GoogleAnalyticsSandbox(SandboxServer):
         with self._lock:
             self._tokens.clear()
 
+    @cached_property
+    def authorization_codes(self) -> AuthorizationCodes:
+        """GET /o/oauth2/v2/auth's codes (Google's consent page, "Allow" already clicked)."""
+        return AuthorizationCodes(self.client_id)
+
     def _issue(self) -> dict[str, Any]:
         token = "ya29.sandbox-" + secrets.token_urlsafe(32)
         with self._lock:
@@ -200,6 +208,8 @@ class GoogleAnalyticsSandbox(SandboxServer):
             self.requests.append(f"{method} {path}")
         if path == "/token" and method == "POST":
             return self._token(body)
+        if path == AUTHORIZE_PATH:
+            return Reply(*self.authorization_codes.authorize(method, urlsplit(raw_path).query))
         fault = self.faults.take(raw_path)
         if fault is not None and fault.kind == "expire_token":
             self.expire_tokens()  # past expires_in: every token issued so far stops working
@@ -311,13 +321,28 @@ class GoogleAnalyticsSandbox(SandboxServer):
         grant = form.get("grant_type", "")
         with self._lock:
             self.grants.append(grant)
+        client = form.get("client_id") == self.client_id and secrets.compare_digest(
+            form.get("client_secret", ""), self.client_secret
+        )
+        if grant in ("refresh_token", "authorization_code") and not client:
+            return Reply(401, json_body({"error": "invalid_client",
+                                         "error_description": "Unauthorized"}))  # fmt: skip
+        if grant == "authorization_code":  # with access_type=offline: a refresh token too
+            refusal = self.authorization_codes.redeem(
+                form.get("code"), form.get("client_id"), form.get("redirect_uri"),
+                form.get("code_verifier"),
+            )  # fmt: skip
+            if refusal is not None:
+                return Reply(400, json_body({"error": refusal.error,
+                                             "error_description": refusal.description}))  # fmt: skip
+            refresh = "1//sandbox-" + secrets.token_urlsafe(32)
+            with self._lock:
+                self._refresh_tokens.add(refresh)
+            return Reply(200, json_body(self._issue() | {"refresh_token": refresh}))
         if grant == "refresh_token":
-            if form.get("client_id") != self.client_id or not secrets.compare_digest(
-                form.get("client_secret", ""), self.client_secret
-            ):
-                return Reply(401, json_body({"error": "invalid_client",
-                                             "error_description": "Unauthorized"}))  # fmt: skip
-            if not secrets.compare_digest(form.get("refresh_token", ""), self.refresh_token):
+            with self._lock:
+                known = form.get("refresh_token", "") in self._refresh_tokens
+            if not known:
                 return Reply(400, json_body({"error": "invalid_grant",
                                              "error_description": "Bad Request"}))  # fmt: skip
         elif grant == JWT_GRANT:

@@ -27,6 +27,7 @@ from flow_assets.connectors.oauth_bootstrap import (
     authorize_url,
     pkce_pair,
 )
+from flow_assets.sandbox.google_analytics import GoogleAnalyticsSandbox
 from flow_assets.sandbox.hubspot import HubSpotSandbox
 from flow_assets.sandbox.salesforce import SalesforceSandbox
 from flow_assets.sandbox.slack import SlackSandbox
@@ -35,6 +36,7 @@ from flow_assets.spec.loading import load_connections
 HUBSPOT = {"client_id": "hs-app-id", "client_secret": "hs-app-secret"}
 SALESFORCE = {"client_id": "sf-consumer-key", "client_secret": "sf-consumer-secret"}
 SLACK = {"client_id": "31.41", "client_secret": "slack-app-secret"}
+GOOGLE = {"client_id": "1234.apps.googleusercontent.com", "client_secret": "ga-client-secret"}
 CONNECTIONS = """\
 crm:
   connector: hubspot
@@ -56,6 +58,14 @@ chat:
   client_secret: ${SLACK_CLIENT_SECRET}
   refresh_token: ${SLACK_REFRESH_TOKEN}
   token_store: ${SLACK_TOKEN_STORE}
+traffic:
+  connector: google_analytics
+  property_id: "123456789"
+  base_url: ${GA_URL}
+  token_url: ${GA_TOKEN_URL}
+  client_id: ${GA_CLIENT_ID}
+  client_secret: ${GA_CLIENT_SECRET}
+  refresh_token: ${GA_REFRESH_TOKEN}
 """
 # The command as `flowbridge` runs it, but with every logger at DEBUG on stderr: whatever any
 # module logs (urllib3's requests included) is captured and searched for the token.
@@ -83,8 +93,14 @@ def slack():
         yield server
 
 
+@pytest.fixture(scope="module")
+def google():
+    with GoogleAnalyticsSandbox(**GOOGLE) as server:
+        yield server
+
+
 @pytest.fixture
-def project(tmp_path, hubspot, salesforce, slack):
+def project(tmp_path, hubspot, salesforce, slack, google):
     """A project folder whose connections.yaml names the three sandboxes, and the environment
     that `dagster dev` would have besides the env file (no refresh tokens)."""
     (tmp_path / "flow_defs").mkdir()
@@ -98,6 +114,9 @@ def project(tmp_path, hubspot, salesforce, slack):
         "SLACK_URL": slack.url + "/api", "SLACK_CLIENT_ID": SLACK["client_id"],
         "SLACK_CLIENT_SECRET": SLACK["client_secret"],
         "SLACK_TOKEN_STORE": str(tmp_path / "slack_tokens.json"),
+        "GA_URL": google.url, "GA_TOKEN_URL": google.url + "/token",
+        "GA_CLIENT_ID": GOOGLE["client_id"],
+        "GA_CLIENT_SECRET": GOOGLE["client_secret"],
     }  # fmt: skip
     yield tmp_path, env
     hubspot.authorization_codes.deny = False
@@ -127,7 +146,7 @@ class Command:
     def authorize_url(self) -> str:
         while (line := self.lines.get(timeout=60)) is not None:
             self.out.append(line)
-            if line.startswith("http") and "authorize?" in line:
+            if line.startswith("http") and "redirect_uri=" in line:
                 return line.strip()
         self.finish()
         pytest.fail(f"no authorize URL printed:\n{''.join(self.out)}\n{self.err}")
@@ -234,6 +253,32 @@ def test_salesforce_refresh_token_bootstrap(project, salesforce, monkeypatch):
     client.check()
     pages = client.read(ReadRequest(object="Opportunity", fields=["Id", "Amount"], page_size=200))
     assert next(pages).height == 20
+
+
+def test_google_analytics_asks_for_offline_access(project, google, monkeypatch):
+    """Google gives a refresh token only with access_type=offline (and again only with
+    prompt=consent); the stored token then reads the property's report."""
+    root, env = project
+    command = Command(root, env, "traffic")
+    url = command.authorize_url()
+    sent = query(url)
+    assert url.startswith(google.url + "/o/oauth2/v2/auth?")
+    assert (sent["access_type"], sent["prompt"]) == ("offline", "consent")
+    assert sent["scope"] == "https://www.googleapis.com/auth/analytics.readonly"
+    assert sent["code_challenge_method"] == "S256"
+    _, page = browse(url)
+    assert page.status_code == 200
+    assert command.finish() == 0, command.err
+    token = dotenv_values(root / ".env")["GA_REFRESH_TOKEN"]
+    assert token.startswith("1//sandbox-") and token != google.refresh_token
+    assert_secret_kept(command, token)
+
+    client = open_connection(root, env, "traffic", monkeypatch)
+    request = ReadRequest(object="report", fields=["date", "sessions"], page_size=5)
+    assert next(client.read(request)).height == 5
+    forged = open_connection(root, env, "traffic", monkeypatch, GA_REFRESH_TOKEN=token + "0")
+    with pytest.raises(AuthError):
+        forged.check()
 
 
 def test_slack_install_with_token_rotation(project, slack, monkeypatch):
