@@ -18,7 +18,7 @@ from flow_assets.cursor import CURSOR, new_cursor
 from flow_assets.destinations.staging import PageStream, StagingArea
 from flow_assets.destinations.staging_paths import staging_parts
 from flow_assets.partitions import backfill_policy, partitions_def, run_partitions
-from flow_assets.pull import flag_deleted, read_fields, read_window
+from flow_assets.pull import deleted_when, flag_deleted, read_fields, read_window
 from flow_assets.s3_sensor import new_objects_sensor
 from flow_assets.schedules import schedule_for
 from flow_assets.sensors import source_changes_sensor
@@ -185,6 +185,7 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
             schema = client.describe(src.object)
             fields = list(src.fields or schema.fields)
             schema.require(fields, where=f"{file}: source.fields")
+            deleted_when(flow, schema)  # include_deleted needs a source that keeps deletes
         except ConnectorError as exc:
             raise dg.Failure(f"{file}: source: {exc}") from None
         problems = field_reference_problems(flow, fields, str(file))
@@ -202,7 +203,7 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
         window = read_window(flow, context, run_partitions(context) is not None, full_refresh)
         request = ReadRequest(
             object=src.object,
-            fields=read_fields(flow, fields),
+            fields=read_fields(flow, fields, schema),
             filters=pushable,
             cursor_field=src.incremental.cursor_field if src.incremental else None,
             cursor_after=window.after,
@@ -233,7 +234,7 @@ def _extracted_asset(flow: FlowSpec, file: Path, connection: ConnectionSpec) -> 
         pages, page_schema = flag_deleted(
             mask_pages(client.read(request), flow, salts),
             masked_schema(schema.polars_schema(request.fields), flow),
-            flow, fields,
+            flow, fields, schema,
         )  # fmt: skip
         return PageStream(pages, page_schema, stats, sensitive=raw_masked_fields(flow))
 

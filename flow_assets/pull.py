@@ -8,17 +8,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from flow_assets.connectors.base import ObjectSchema
+from flow_assets.connectors.errors import UnknownField
 from flow_assets.cursor import last_cursor, last_key
 from flow_assets.spec.models import FlowSpec
 from flow_assets.spec.s3_source import by_object_key
 
 FIRST_RUN_DAYS = 30  # AppFlow's first incremental run pulls the past 30 days
 DELETED = "_fb_deleted"  # the soft-delete flag: true for a record deleted at the source
-IS_DELETED = "IsDeleted"  # Salesforce's own flag, which queryAll answers
 
 
 @dataclass(frozen=True)
@@ -70,25 +72,42 @@ def read_window(
     return Window(after=now() - timedelta(days=FIRST_RUN_DAYS))
 
 
-def read_fields(flow: FlowSpec, fields: list[str]) -> list[str]:
-    """The fields to request: with include_deleted, Salesforce's IsDeleted too."""
-    if flow.source.include_deleted and IS_DELETED not in fields:
-        return [*fields, IS_DELETED]
-    return fields
+def deleted_when(flow: FlowSpec, source: ObjectSchema) -> tuple[str, Any] | None:
+    """The field and value marking deleted records when the flow reads them (include_deleted),
+    or None; a source that keeps no deleted records for the object is refused, naming the
+    setting."""
+    if not flow.source.include_deleted:
+        return None
+    if source.deleted_when is None:
+        raise UnknownField(
+            f"source.include_deleted: {source.name} keeps no deleted records to read; remove "
+            "include_deleted"
+        )
+    return source.deleted_when
+
+
+def read_fields(flow: FlowSpec, fields: list[str], source: ObjectSchema) -> list[str]:
+    """The fields to request: with include_deleted, the field marking deleted records too."""
+    marker = deleted_when(flow, source)
+    return [*fields, marker[0]] if marker is not None and marker[0] not in fields else fields
 
 
 def flag_deleted(
-    pages: Iterator[pl.DataFrame], schema: pl.Schema, flow: FlowSpec, fields: list[str]
-) -> tuple[Iterator[pl.DataFrame], pl.Schema]:
-    """With include_deleted, each record's IsDeleted as _fb_deleted (IsDeleted itself stays
-    only when the flow lists it): the destination keeps deleted records, flagged."""
-    if not flow.source.include_deleted:
+    pages: Iterator[pl.DataFrame], schema: pl.Schema, flow: FlowSpec, fields: list[str],
+    source: ObjectSchema,
+) -> tuple[Iterator[pl.DataFrame], pl.Schema]:  # fmt: skip
+    """With include_deleted, whether each record is deleted (Salesforce's IsDeleted, HubSpot's
+    archived, a Zendesk ticket's status) as _fb_deleted; the marking field itself stays only
+    when the flow lists it: the destination keeps deleted records, flagged."""
+    marker = deleted_when(flow, source)
+    if marker is None:
         return pages, schema
-    keep = IS_DELETED in fields
-    flagged = {**{k: v for k, v in schema.items() if keep or k != IS_DELETED}, DELETED: pl.Boolean}
+    name, value = marker
+    keep = name in fields
+    flagged = {**{k: v for k, v in schema.items() if keep or k != name}, DELETED: pl.Boolean}
 
     def flag(page: pl.DataFrame) -> pl.DataFrame:
-        page = page.with_columns(pl.col(IS_DELETED).fill_null(False).alias(DELETED))
-        return page if keep else page.drop(IS_DELETED)
+        page = page.with_columns((pl.col(name) == value).fill_null(False).alias(DELETED))
+        return page if keep else page.drop(name)
 
     return (flag(page) for page in pages), pl.Schema(flagged)

@@ -13,6 +13,7 @@ from flow_assets.connectors.aws import AwsConnection
 from flow_assets.connectors.errors import AuthError, ConnectorError, UnknownField, UnknownObject
 from flow_assets.connectors.http import TransientError
 from flow_assets.factory import build_flow
+from flow_assets.pull import deleted_when
 from flow_assets.spec import FlowFileError, FlowSpec, load_project
 from flow_assets.spec.errors import Problem
 from flow_assets.spec.loading import CONNECTIONS_FILE, field_reference_problems
@@ -81,9 +82,13 @@ def _online_problems(
             schema = client.describe(src.object)
             fields = list(src.fields or schema.fields)
             schema.require(fields)
+            deleted_when(flow, schema)
     except UnknownObject as exc:
         return [Problem(str(file), "source.object", str(exc))]
     except UnknownField as exc:
+        where, _, message = str(exc).partition(": ")
+        if where == "source.include_deleted":
+            return [Problem(str(file), where, message)]
         return [Problem(str(file), "source.fields", str(exc).split(": ", 1)[-1])]
     except AuthError as exc:
         return [Problem(str(file), "source.connection", str(exc))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
@@ -27,6 +27,10 @@ class FieldInfo:
 class ObjectSchema:
     name: str
     fields: dict[str, FieldInfo]
+    # Where a read with include_deleted returns deleted records too: the field and the value
+    # that mark one (Salesforce's IsDeleted true, HubSpot's archived true, a Zendesk ticket's
+    # status "deleted"); None: the source keeps no deleted records to read.
+    deleted_when: tuple[str, Any] | None = None
 
     def require(self, names: Sequence[str], where: str = "source.fields") -> list[FieldInfo]:
         """The named fields, or UnknownField naming the first one the object lacks."""

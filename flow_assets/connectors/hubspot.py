@@ -228,7 +228,7 @@ class HubSpotClient:
             if not name or name in fields:
                 continue
             fields[name] = FieldInfo(name, kind or "string", DTYPES.get(kind, pl.String()))
-        schema = ObjectSchema(name=object_name, fields=fields)
+        schema = ObjectSchema(name=object_name, fields=fields, deleted_when=("archived", True))
         self._schemas[object_name] = schema
         return schema
 

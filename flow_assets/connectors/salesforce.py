@@ -209,7 +209,8 @@ class SalesforceClient:
                 nillable=bool(f.get("nillable", True)),
                 filterable=bool(f.get("filterable", True)),
             )
-        schema = ObjectSchema(name=body.get("name", object_name), fields=fields)
+        deleted = ("IsDeleted", True) if "IsDeleted" in fields else None  # queryAll: recycle bin
+        schema = ObjectSchema(body.get("name", object_name), fields, deleted_when=deleted)
         self._schemas[object_name] = schema
         return schema
 

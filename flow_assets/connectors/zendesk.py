@@ -252,6 +252,8 @@ class ZendeskClient:
                 name: FieldInfo(name, kind, dtype, nillable=name != "id", filterable=False)
                 for name, (kind, dtype) in fields.items()
             },
+            # Deleted tickets stay in the export with status "deleted".
+            deleted_when=("status", "deleted") if object_name == "tickets" else None,
         )
 
     def can_push_down(self, spec: FilterSpec, info: FieldInfo) -> bool:

@@ -23,7 +23,8 @@ CONNECTIONS = load_connections(FLOWS / "connections.yaml")
 def makefile_exports() -> dict[str, str]:
     """The sandbox credentials the Makefile exports (`export NAME ?= value`)."""
     text = (REPO / "Makefile").read_text()
-    return dict(re.findall(r"^export (\w+_SANDBOX_\w+) \?= (\S+)$", text, re.MULTILINE))
+    found = re.findall(r"^export (\w+_SANDBOX_\w+) \?= (\S+)$", text, re.MULTILINE)
+    return {name: value for name, value in found if "$(" not in value}  # not make's own
 
 
 def sandbox_flows() -> list[str]:
