@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from flow_assets.connectors import resource_key
-from flow_assets.connectors.base import ChangeProbe, ReadRequest
+from flow_assets.connectors.base import ReadRequest, latest_change
 from flow_assets.connectors.errors import ConnectorError
 from flow_assets.cursor import last_cursor
 from flow_assets.pausing import pause_reason
@@ -133,14 +133,12 @@ def _ask(context: dg.SensorEvaluationContext, conn_key: str, probe: ReadRequest)
         resource = getattr(context.resources, conn_key)
         # One attempt: a failing source must not hold the sensor's tick; the next poll retries.
         client = resource.open(max_attempts=1)
-        if not isinstance(client, ChangeProbe):
-            raise ProbeFailed(f"{type(client).__name__} has no change probe (latest_change)")
         schema = client.describe(probe.object)
         filters = [
             f for f in probe.filters
             if f.field in schema.fields and client.can_push_down(f, schema.fields[f.field])
         ]  # fmt: skip
-        return client.latest_change(replace(probe, filters=filters))
+        return latest_change(client, replace(probe, filters=filters))
     except ProbeFailed:
         raise
     except (ConnectorError, dg.DagsterError) as exc:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
-from flow_assets.connectors.errors import UnknownField
+from flow_assets.connectors.errors import ConnectorError, UnknownField
 from flow_assets.spec.errors import did_you_mean
 from flow_assets.spec.models import FilterSpec
 
@@ -77,6 +77,30 @@ class SourceClient(Protocol):
         ...
 
     def read(self, request: ReadRequest) -> Iterator[pl.DataFrame]: ...
+
+
+def latest_change(client: SourceClient, request: ReadRequest) -> datetime | None:
+    """The newest cursor value among the records `request` would read: the source's own cheap
+    probe where it has one (ChangeProbe), else a read of the cursor field alone past
+    `cursor_after`, which costs what the changes since then cost to read. With no
+    `cursor_after` (nothing seen yet) the first page that has records answers."""
+    if isinstance(client, ChangeProbe):
+        return client.latest_change(request)
+    if request.cursor_field is None:
+        raise ConnectorError(
+            f"{type(client).__name__} has no change probe: give the flow "
+            "source.incremental.cursor_field, which its probe reads"
+        )
+    newest = None
+    for page in client.read(replace(request, fields=[request.cursor_field])):
+        if page.height:
+            top = page[request.cursor_field].max()
+            newest = top if newest is None or (top is not None and top > newest) else newest
+            if request.cursor_after is None:
+                break
+    if isinstance(newest, date) and not isinstance(newest, datetime):  # a date cursor
+        newest = datetime(newest.year, newest.month, newest.day, tzinfo=UTC)
+    return newest
 
 
 @runtime_checkable
