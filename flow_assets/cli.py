@@ -133,17 +133,25 @@ def _runs(args: argparse.Namespace) -> int:
 def _import_appflow(args: argparse.Namespace) -> int:
     from flow_assets.environment import Settings
     from flow_assets.spec import FlowFileError
-    from flow_assets.spec.appflow import connection_notes, import_appflow, read_json, to_yaml
+    from flow_assets.spec.appflow import (
+        connection_notes,
+        import_appflow,
+        known_connectors,
+        read_json,
+        to_yaml,
+    )
 
     source = Path(args.file)
+    folder = Path(args.output).parent if args.output else Settings.from_env().flows_dir
     try:
-        imported = import_appflow(read_json(source), str(source))
+        # connections.yaml beside the flow file says what a CustomConnector profile reaches.
+        imported = import_appflow(read_json(source), str(source), known_connectors(folder))
     except FlowFileError as exc:
         for problem in exc.problems:
             print(f"error: {_relative(problem)}", file=sys.stderr)
         return 1
     name = imported.result["name"]
-    out = Path(args.output) if args.output else Settings.from_env().flows_dir / f"{name}.yaml"
+    out = Path(args.output) if args.output else folder / f"{name}.yaml"
     if out.exists() and not args.force:
         print(f"error: {_relative(out)} exists; pass --force to replace it, or -o", file=sys.stderr)
         return 1

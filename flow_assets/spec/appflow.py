@@ -25,7 +25,27 @@ from flow_assets.spec.models import FlowSpec, Task
 
 CFN_TYPE = "AWS::AppFlow::Flow"
 # Sources Flowbridge can read today (connectors/ says the same, but it pulls in Dagster).
-READABLE = ("salesforce", "s3")
+READABLE = ("salesforce", "s3", "zendesk", "servicenow", "slack", "sap_odata", "hubspot",
+            "google_analytics")  # fmt: skip
+# The connectors of connections.yaml (connectors/ CONNECTION_TYPES): only these are suggested.
+CONNECTION_KINDS = ("aws", "redshift", *(c for c in READABLE if c != "s3"))
+# AppFlow's connectorType -> Flowbridge's connector; any other is written in lower case.
+CONNECTORS = {
+    "Salesforce": "salesforce", "S3": "s3", "Redshift": "redshift", "EventBridge": "eventbridge",
+    "Zendesk": "zendesk", "Servicenow": "servicenow", "Slack": "slack", "SAPOData": "sap_odata",
+}  # fmt: skip
+# Sources AppFlow reaches through a managed custom connector (connectorType CustomConnector): the
+# flow does not say which; the connection named after connectorProfileName in connections.yaml does.
+CUSTOM = ("hubspot", "google_analytics")
+# The objects of the sources that read a fixed set (connectors/ says the same; a test checks).
+OBJECTS = {
+    "zendesk": ("tickets", "users", "organizations"),
+    "slack": ("messages", "channels", "users"),
+    "hubspot": ("contacts", "companies", "deals"),
+    "google_analytics": ("report",),
+}
+# AppFlow's Slack object is one conversation; Flowbridge reads its messages with a channel filter.
+SLACK_CONVERSATION = re.compile(r"conversations/(?P<channel>\S+)")
 # AppFlow connectors without a connector profile: they use the account's own AWS access.
 AWS_CONNECTORS = ("S3", "EventBridge")
 AWS_CONNECTION = "aws_default"
@@ -58,13 +78,15 @@ ON_FAILURE = {"DropRecord": "drop", "TerminateFlow": "fail"}
 FILE_TYPES = {"PARQUET": "parquet", "CSV": "csv", "JSON": "jsonl"}
 DATE_LEVELS = ("YEAR", "MONTH", "DAY", "HOUR")  # AppFlow's MINUTE has no flow-file folder
 # Data types as AppFlow's connectors name them -> the flow file's cast types, and back.
+# SAP OData's are EDM types (Edm.String, Edm.Decimal...), matched without their "Edm." prefix.
 _TYPE_NAMES = {
-    "string": "string id reference picklist multipicklist textarea email phone url combobox text",
-    "integer": "int integer long short",
-    "float": "double float decimal currency percent number",
+    "string": "string id reference picklist multipicklist textarea email phone url combobox text "
+    "guid",
+    "integer": "int integer long short int16 int32 int64 byte sbyte",
+    "float": "double float decimal currency percent number single",
     "boolean": "boolean",
     "date": "date",
-    "datetime": "datetime timestamp",
+    "datetime": "datetime timestamp datetimeoffset",
 }
 DATA_TYPES = {name: ours for ours, names in _TYPE_NAMES.items() for name in names.split()}
 EXPORT_TYPES = {ours: names.split()[0] for ours, names in _TYPE_NAMES.items()}
@@ -83,6 +105,13 @@ class Conversion:
     result: dict[str, Any]
     not_carried: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Import: the connections the flow names, with what the AppFlow flow says of their settings.
+    connections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def data_type(name: str | None) -> str | None:
+    """The flow file's type for a data type as an AppFlow connector names it (Edm.Int32 too)."""
+    return DATA_TYPES.get(re.sub(r"^edm\.", "", (name or "").lower()))
 
 
 def normalise(text: str, prefix: str) -> str:
@@ -108,15 +137,16 @@ def read_json(path: Path) -> Any:
         ) from exc
 
 
-def import_appflow(raw: Any, file: str) -> Conversion:
+def import_appflow(raw: Any, file: str, connectors: dict[str, str] | None = None) -> Conversion:
     """A CreateFlow request, a describe-flow answer or a CloudFormation AWS::AppFlow::Flow, checked
-    against botocore's appflow model, as a flow-file dict that FlowSpec accepts."""
+    against botocore's appflow model, as a flow-file dict that FlowSpec accepts. `connectors`
+    (connection name -> connector, from connections.yaml) tells what a CustomConnector profile is."""
     request, status, where, notes = _request_of(raw, file)
-    importer = _Importer(request, where, file)
+    importer = _Importer(request, where, file, connectors or {})
     importer.notes += notes
     flow = importer.flow(status)
     _check_flow(flow, file)
-    return Conversion(flow, importer.not_carried, importer.notes)
+    return Conversion(flow, importer.not_carried, importer.notes, importer.suggested)
 
 
 def _request_of(raw: Any, file: str) -> tuple[dict, str | None, Any, list[str]]:
@@ -203,10 +233,12 @@ def _check_flow(flow: dict, file: str) -> None:
 
 
 class _Importer:
-    def __init__(self, request: dict, where: Any, file: str):
-        self.req, self.where, self.file = request, where, file
+    def __init__(self, request: dict, where: Any, file: str, connectors: dict[str, str]):
+        self.req, self.where, self.file, self.connectors = request, where, file, connectors
         self.not_carried: list[str] = []
         self.notes: list[str] = []
+        self.suggested: dict[str, dict[str, Any]] = {}
+        self.slack_channel: str | None = None
 
     def skip(self, path: str, why: str) -> None:
         self.not_carried.append(f"{self.where(path)}: {why}")
@@ -231,6 +263,8 @@ class _Importer:
         source = self.source()
         flow["source"] = source
         tasks = self.tasks(source)
+        if self.slack_channel is not None:
+            tasks.insert(0, self.slack_filter(source))
         if tasks:
             flow["tasks"] = tasks
         flow["destination"] = self.destination(source["object"])
@@ -249,7 +283,9 @@ class _Importer:
 
     # -- source ---------------------------------------------------------------------------
 
-    def connection(self, config: dict, path: str) -> str:
+    def connection(self, config: dict, path: str, connector: str, **settings: Any) -> str:
+        """The connection named after connectorProfileName, suggested for connections.yaml with
+        the settings the flow tells (the rest of a profile is not in the flow)."""
         profile = config.get("connectorProfileName")
         if profile:
             name = normalise(profile, "connection")
@@ -257,12 +293,38 @@ class _Importer:
                 self.note(
                     join(path, "connectorProfileName"), f"'{profile}' is connection '{name}' here"
                 )
-            return name
-        if config["connectorType"] in AWS_CONNECTORS:
-            return AWS_CONNECTION
-        name = f"{config['connectorType'].lower()}_default"
-        self.note(path, f"no connectorProfileName: connection '{name}' stands in for it")
+        elif config["connectorType"] in AWS_CONNECTORS:
+            name, connector = AWS_CONNECTION, "aws"
+        else:
+            name = f"{connector}_default"
+            self.note(path, f"no connectorProfileName: connection '{name}' stands in for it")
+        if connector in CONNECTION_KINDS:
+            self.suggested.setdefault(name, {"connector": connector}).update(settings)
         return name
+
+    def custom_connector(self, config: dict, path: str) -> str:
+        """What an AppFlow CustomConnector profile reaches: the flow does not say (AppFlow keeps
+        it as the profile's connectorLabel), the connection of the same name does."""
+        profile = config.get("connectorProfileName") or ""
+        name = normalise(profile, "connection") if profile else ""
+        kind = self.connectors.get(name)
+        if kind in CUSTOM:
+            return kind
+        where = join(path, "connectorProfileName" if profile else "connectorType")
+        wanted = " or ".join(CUSTOM)
+        if kind is None:
+            raise self.fail(
+                where,
+                f"a CustomConnector flow does not say which connector profile '{profile}' "
+                "reaches (AppFlow keeps that as the profile's connectorLabel): define connection "
+                f"'{name or 'NAME'}' in {CONNECTIONS_FILE} beside the flow file with connector: "
+                f"{wanted}, then import again",
+            )
+        raise self.fail(
+            where,
+            f"connection '{name}' in {CONNECTIONS_FILE} is a {kind} connection; a CustomConnector "
+            f"flow is read here through a {wanted} connection",
+        )
 
     def _properties(self, config: dict, path: str, key: str) -> tuple[str, dict]:
         """The one entry of source/destinationConnectorProperties, named like connectorType."""
@@ -277,14 +339,26 @@ class _Importer:
 
     def source(self) -> dict:
         config, path = self.req["sourceFlowConfig"], "sourceFlowConfig"
-        connector = config["connectorType"].lower()
+        kind = config["connectorType"]
         props_path, props = self._properties(config, path, "sourceConnectorProperties")
-        source: dict[str, Any] = {
-            "connector": connector,
-            "connection": self.connection(config, path),
-        }
+        if kind == "Googleanalytics":
+            raise self.fail(
+                join(path, "connectorType"),
+                "Googleanalytics is AppFlow's Universal Analytics connector (views, ga: names), "
+                "which Google no longer serves; Flowbridge's google_analytics reads a GA4 "
+                "property, whose dimensions and metrics are other fields: write that flow anew "
+                "(connector google_analytics, object report, fields: its dimensions and metrics)",
+            )
+        connector = (
+            self.custom_connector(config, path)
+            if kind == "CustomConnector"
+            else CONNECTORS.get(kind, kind.lower())
+        )
+        found: dict[str, Any] = {}  # object, format, page_size
+        settings: dict[str, Any] = {}  # the connection's, as far as the flow tells them
+        carried = ["object"]
         if connector == "s3":
-            source["object"] = "/".join(
+            found["object"] = "/".join(
                 p.strip("/")
                 for p in (props["bucketName"], props.get("bucketPrefix", ""))
                 if p.strip("/")
@@ -292,22 +366,42 @@ class _Importer:
             self.note(props_path, "the bucket and prefix are the source's object")
             file_type = props.get("s3InputFormatConfig", {}).get("s3InputFileType")
             if file_type:
-                source["format"] = FILE_TYPES[file_type]
+                found["format"] = FILE_TYPES[file_type]
+            carried += ["bucketName", "bucketPrefix", "s3InputFormatConfig"]
+        elif connector == "sap_odata":
+            carried += self.sap_source(found, settings, props, props_path)
+        elif kind == "CustomConnector":
+            carried += self.custom_source(found, connector, props, props_path)
+        elif connector == "slack" and (m := SLACK_CONVERSATION.fullmatch(props["object"])):
+            found["object"], self.slack_channel = "messages", m["channel"]
+            self.note(
+                join(props_path, "object"),
+                f"the conversation {m['channel']} is the messages object with a first task "
+                f"filter: {{field: channel, operator: equal_to, value: {m['channel']}}}",
+            )
         else:
-            source["object"] = props["object"]
+            found["object"] = props["object"]
+        source: dict[str, Any] = {
+            "connector": connector,
+            "connection": self.connection(config, path, connector, **settings),
+            **found,
+        }
         why = {
             "enableDynamicFieldUpdate": "Flowbridge reads source.fields, or every field the "
             "object describes at run time",
             "includeDeletedRecords": "false is Flowbridge's default (source.include_deleted)",
-            "dataTransferApi": "Flowbridge picks the Salesforce API itself",
+            "dataTransferApi": f"Flowbridge picks the {connector} API itself",
+            "parallelismConfig": "Flowbridge reads an entity set in one sequence of pages (each "
+            "window starts after the last record read), not in parallel",
         }
-        carried = ["object", "bucketName", "bucketPrefix", "s3InputFormatConfig"]
         if props.get("includeDeletedRecords") is True:
             source["include_deleted"] = True  # queryAll, with the _fb_deleted flag
             carried.append("includeDeletedRecords")
         for key in props:
             if key not in carried:
                 self.skip(join(props_path, key), why.get(key, "no flow-file setting"))
+        key = "entityName" if kind == "CustomConnector" else "object"
+        self.known_object(connector, source["object"], join(props_path, key))
         if connector not in READABLE:
             self.skip(
                 join(path, "connectorType"),
@@ -320,6 +414,67 @@ class _Importer:
         if incremental:
             source["incremental"] = incremental
         return source
+
+    def sap_source(self, source: dict, settings: dict, props: dict, props_path: str) -> list[str]:
+        """objectPath is the OData service's path and the entity set: the service is the
+        connection's service_url (with the profile's host and port), the entity set the object."""
+        object_path = props.get("objectPath")
+        if not object_path:
+            raise self.fail(
+                join(props_path, "objectPath"),
+                "is required to read SAP OData: the service path and entity set, e.g. "
+                "/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder",
+            )
+        service, _, entity_set = object_path.rstrip("/").rpartition("/")
+        source["object"] = entity_set
+        if service:
+            settings["service_url"] = f"https://HOST:PORT{service}"
+        self.note(
+            join(props_path, "objectPath"),
+            f"the entity set {entity_set} is the object"
+            + (f"; the service {service} is the connection's service_url" if service else ""),
+        )
+        carried = ["objectPath"]
+        page = props.get("paginationConfig", {}).get("maxPageSize")
+        if page:
+            source["page_size"] = page
+            carried.append("paginationConfig")
+        return carried
+
+    def custom_source(self, source: dict, connector: str, props: dict, path: str) -> list[str]:
+        entity = props["entityName"]
+        if connector == "google_analytics":
+            source["object"] = "report"
+            self.skip(
+                join(path, "entityName"),
+                f"'{entity}': a GA4 connection reads one object, report, of the property in its "
+                "property_id; the report's dimensions and metrics are source.fields",
+            )
+        else:
+            last = entity.rstrip("/").rpartition("/")[2]
+            source["object"] = last.lower() if last.lower() in OBJECTS[connector] else entity
+            if source["object"] != entity:
+                self.note(join(path, "entityName"), f"'{entity}' is the object {source['object']}")
+        for key, value in props.get("customProperties", {}).items():
+            self.skip(join(path, f"customProperties.{key}"), f"'{value}': no flow-file setting")
+        return ["entityName", "customProperties"]
+
+    def known_object(self, connector: str, name: str, path: str) -> None:
+        objects = OBJECTS.get(connector)
+        if objects and name not in objects:
+            self.skip(
+                path,
+                f"Flowbridge's {connector} source reads {', '.join(objects)}: written as object "
+                f"'{name}', so the flow loads but cannot run",
+            )
+
+    def slack_filter(self, source: dict) -> dict:
+        """The conversation as a filter on the messages' channel, which source.fields then needs."""
+        fields = source.get("fields")
+        if fields is not None and "channel" not in fields:
+            fields.append("channel")
+            self.note("sourceFlowConfig", "channel is added to source.fields for its filter")
+        return {"filter": {"field": "channel", "operator": "equal_to", "value": self.slack_channel}}
 
     def incremental(self, config: dict) -> dict | None:
         cursor = config.get("incrementalPullConfig", {}).get("datetimeTypeFieldName")
@@ -440,15 +595,15 @@ class _Importer:
         if len(fields) != 1:
             self.skip(path, f"a filter on {len(fields)} fields; the flow file's names one")
             return
-        data_type = props.get("DATA_TYPE")
+        typed = props.get("DATA_TYPE")
         if operator == "BETWEEN" and {"LOWER_BOUND", "UPPER_BOUND"} <= set(props):
             ours, value = (
                 "between",
-                [_value(props[k], data_type) for k in ("LOWER_BOUND", "UPPER_BOUND")],
+                [_value(props[k], typed) for k in ("LOWER_BOUND", "UPPER_BOUND")],
             )
         elif "VALUES" in props and operator in LIST_FILTERS:
             ours = LIST_FILTERS[operator]
-            value = [_value(v.strip(), data_type) for v in props["VALUES"].split(",")]
+            value = [_value(v.strip(), typed) for v in props["VALUES"].split(",")]
         elif "VALUES" in props:
             self.skip(
                 path,
@@ -457,7 +612,7 @@ class _Importer:
             )
             return
         elif operator in FILTERS and "VALUE" in props:
-            ours, value = FILTERS[operator], _value(props["VALUE"], data_type)
+            ours, value = FILTERS[operator], _value(props["VALUE"], typed)
         else:
             self.skip(path, f"a filter {operator} without the VALUE, VALUES or bounds it needs")
             return
@@ -494,14 +649,14 @@ class _Importer:
         wanted = props.get("DESTINATION_DATA_TYPE")
         if not wanted:
             return None
-        ours = DATA_TYPES.get(wanted.lower())
+        ours = data_type(wanted)
         if ours is None:
             self.skip(
                 join(path, "taskProperties.DESTINATION_DATA_TYPE"),
                 f"'{wanted}' has no flow-file type; the field keeps its own",
             )
             return None
-        if DATA_TYPES.get(str(props.get("SOURCE_DATA_TYPE", "")).lower()) == ours:
+        if data_type(props.get("SOURCE_DATA_TYPE")) == ours:
             return None  # same kind of type: nothing to cast
         return ours
 
@@ -631,7 +786,7 @@ class _Importer:
             source["fields"] = list(dict.fromkeys(fields))
             source_keys = [
                 "connector", "connection", "object", "format", "fields", "incremental",
-                "include_deleted",
+                "page_size", "include_deleted",
             ]  # fmt: skip
             ordered = {k: source[k] for k in source_keys if k in source}
             source.clear()
@@ -653,6 +808,8 @@ class _Importer:
         config, path = configs[0], "destinationFlowConfigList[0]"
         props_path, props = self._properties(config, path, "destinationConnectorProperties")
         kind = config["connectorType"]
+        if kind in AWS_CONNECTORS:
+            self.suggested.setdefault(AWS_CONNECTION, {"connector": "aws"})
         if kind == "S3":
             dest = self.s3(props, props_path)
         elif kind == "Redshift":
@@ -672,6 +829,10 @@ class _Importer:
             dest = {"connector": "eventbridge", "eventbridge": eb}
         elif kind == "Salesforce":
             dest = self.salesforce(config, props, path, props_path)
+        elif kind == "Zendesk":
+            dest = self.zendesk(config, props, path, props_path)
+        elif kind == "CustomConnector":
+            dest = self.custom_destination(config, props, path, props_path)
         else:
             dest = self.other_destination(config, props, path, props_path)
         if "errorHandlingConfig" in props:
@@ -755,7 +916,8 @@ class _Importer:
         return parts
 
     def redshift(self, config: dict, props: dict, path: str, props_path: str) -> dict:
-        redshift = {"connection": self.connection(config, path)}
+        staging = {"staging_bucket": props["intermediateBucketName"]}
+        redshift = {"connection": self.connection(config, path, "redshift", **staging)}
         schema, _, table = props["object"].rpartition(".")
         for key, name in (("schema", schema), ("table", table)):
             if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", name):
@@ -776,7 +938,7 @@ class _Importer:
         return {"connector": "redshift", "write": "append", "redshift": redshift}
 
     def salesforce(self, config: dict, props: dict, path: str, props_path: str) -> dict:
-        sf = {"connection": self.connection(config, path), "object": props["object"]}
+        sf = {"connection": self.connection(config, path, "salesforce"), "object": props["object"]}
         write = (props.get("writeOperationType") or "INSERT").lower()
         keys = props.get("idFieldNames") or []
         dest: dict[str, Any] = {"connector": "salesforce", "write": write}
@@ -797,8 +959,62 @@ class _Importer:
                       f"{props['dataTransferApi']}: api is automatic, rest or bulk")  # fmt: skip
         return dest | {"salesforce": sf}
 
+    def saas_write(self, props: dict, props_path: str, connector: str, key: str) -> dict:
+        """writeOperationType (INSERT when absent) and idFieldNames as a SaaS sink's write: insert,
+        or upsert matched on one field (`key`: the only one the sink can match on, or None)."""
+        write = props.get("writeOperationType") or "INSERT"
+        ids = props.get("idFieldNames") or []
+        if write == "INSERT":
+            if ids:
+                self.skip(join(props_path, "idFieldNames"), "an insert matches no records")
+            return {"write": "insert"}
+        if write != "UPSERT":
+            raise self.fail(
+                join(props_path, "writeOperationType"),
+                f"{write}: Flowbridge's {connector} destination inserts (INSERT) or upserts "
+                "(UPSERT); write this flow's records another way",
+            )
+        if len(ids) != 1 or (key is not None and ids != [key]):
+            on = f"[{key}]" if key else "one field with unique values"
+            raise self.fail(
+                join(props_path, "idFieldNames"),
+                f"{ids}: an upsert to {connector} here matches records on {on}",
+            )
+        return {"write": "upsert", "key": ids}
+
+    def zendesk(self, config: dict, props: dict, path: str, props_path: str) -> dict:
+        if props["object"] != "tickets":
+            raise self.fail(
+                join(props_path, "object"),
+                f"'{props['object']}': Flowbridge's zendesk destination writes tickets only",
+            )
+        dest = {"connector": "zendesk", **self.saas_write(props, props_path, "zendesk",
+                                                          "external_id")}  # fmt: skip
+        conn = self.connection(config, path, "zendesk")
+        return dest | {"zendesk": {"connection": conn, "object": "tickets"}}
+
+    def custom_destination(self, config: dict, props: dict, path: str, props_path: str) -> dict:
+        connector = self.custom_connector(config, path)
+        if connector != "hubspot":
+            raise self.fail(
+                join(path, "connectorType"),
+                f"connection '{normalise(config['connectorProfileName'], 'connection')}' is "
+                f"{connector}, a source only: Flowbridge writes to hubspot through a "
+                "CustomConnector destination",
+            )
+        dest = {"connector": "hubspot", **self.saas_write(props, props_path, "hubspot", None)}
+        hubspot = {"connection": self.connection(config, path, "hubspot")}
+        hubspot["object"] = props["entityName"]
+        if dest["write"] == "upsert":
+            hubspot["id_property"] = dest["key"][0]
+        for key, value in props.get("customProperties", {}).items():
+            self.skip(
+                join(props_path, f"customProperties.{key}"), f"'{value}': no flow-file setting"
+            )
+        return dest | {"hubspot": hubspot}
+
     def other_destination(self, config: dict, props: dict, path: str, props_path: str) -> dict:
-        connector = config["connectorType"].lower()
+        connector = CONNECTORS.get(config["connectorType"], config["connectorType"].lower())
         dest: dict[str, Any] = {"connector": connector}
         write = props.get("writeOperationType")
         keys = props.get("idFieldNames") or []
@@ -889,9 +1105,9 @@ class _Importer:
         return None
 
 
-def _value(text: str, data_type: str | None) -> Any:
+def _value(text: str, appflow_type: str | None) -> Any:
     """A filter value in its type: AppFlow writes them all as text (datetimes in epoch ms)."""
-    kind = DATA_TYPES.get((data_type or "").lower())
+    kind = data_type(appflow_type)
     if kind in (None, "integer", "float") and re.fullmatch(r"-?\d+", text):
         return int(text)
     if kind in (None, "float") and re.fullmatch(r"-?\d*\.\d+", text):
@@ -984,6 +1200,13 @@ def to_yaml(conversion: Conversion, origin: str) -> str:
     if conversion.not_carried:
         head.append("# Not carried over (the flow file cannot hold these yet):")
         head += [f"#   - {line}" for line in conversion.not_carried]
+    if conversion.connections:
+        head.append(
+            f"# Connections it names, for {CONNECTIONS_FILE} if it lacks them (AppFlow keeps the "
+            "rest in its connector profiles; add credentials as ${ENV_VAR} references):"
+        )
+        entries = yaml.dump(conversion.connections, Dumper=_Dumper, sort_keys=False, width=120)
+        head += [f"#   {line}" for line in entries.splitlines()]
     flow = dict(conversion.result)
     dest = flow.get("destination", {})
     block = dest.get(dest.get("connector"))
@@ -1002,6 +1225,21 @@ def to_yaml(conversion: Conversion, origin: str) -> str:
     return "\n".join(head) + "\n" + body
 
 
+def known_connectors(folder: Path) -> dict[str, str]:
+    """Connection name -> connector, from the connections.yaml in folder (empty if none)."""
+    path = folder / CONNECTIONS_FILE
+    try:
+        known = read_yaml(path) if path.exists() else {}
+    except FlowFileError:
+        known = {}
+    known = known if isinstance(known, dict) else {}
+    return {
+        str(name): str(settings.get("connector"))
+        for name, settings in known.items()
+        if isinstance(settings, dict)
+    }
+
+
 def connection_notes(flow: dict, folder: Path) -> list[str]:
     """A note for each connection the flow names that connections.yaml beside it lacks."""
     names = [flow["source"]["connection"]]
@@ -1009,14 +1247,10 @@ def connection_notes(flow: dict, folder: Path) -> list[str]:
     block = dest.get(dest.get("connector", ""))
     if isinstance(block, dict) and "connection" in block:
         names.append(block["connection"])
-    path = folder / CONNECTIONS_FILE
-    try:
-        known = read_yaml(path) if path.exists() else {}
-    except FlowFileError:
-        known = {}
-    known = known if isinstance(known, dict) else {}
+    known = known_connectors(folder)
     return [
-        f"connection '{name}' is not in {path}: add it there before running the flow"
+        f"connection '{name}' is not in {folder / CONNECTIONS_FILE}: add it there before "
+        "running the flow (the flow file's comments suggest an entry)"
         for name in dict.fromkeys(names)
         if name not in known
     ]

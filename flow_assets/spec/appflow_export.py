@@ -8,6 +8,7 @@ import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from pydantic import TypeAdapter
 
@@ -26,9 +27,26 @@ from flow_assets.spec.appflow import (
 from flow_assets.spec.env import MissingEnvironmentVariable, resolve
 from flow_assets.spec.errors import FlowFileError, Problem
 from flow_assets.spec.loading import CONNECTIONS_FILE, load_connections, load_flow_file
-from flow_assets.spec.models import ConnectionSpec, FlowSpec, Schedule, Trigger, task_kind
+from flow_assets.spec.models import (
+    BULK_THRESHOLD,
+    ConnectionSpec,
+    FlowSpec,
+    Schedule,
+    Trigger,
+    task_kind,
+)
 
 _TRIGGER = TypeAdapter(Trigger)
+# Flowbridge's sources -> AppFlow's connectorType and the key of their properties and operators.
+APPFLOW_SOURCES = {
+    "zendesk": ("Zendesk", "Zendesk"),
+    "servicenow": ("Servicenow", "ServiceNow"),
+    "slack": ("Slack", "Slack"),
+    "sap_odata": ("SAPOData", "SAPOData"),
+    "hubspot": ("CustomConnector", "CustomConnector"),  # AppFlow's managed HubSpot connector
+}
+SAP_MAX_PAGE = 10_000  # SAPODataPaginationConfig.maxPageSize
+SF_APIS = {"automatic": "AUTOMATIC", "rest": "REST_SYNC", "bulk": "BULKV2"}
 
 
 def export_file(path: Path) -> Conversion:
@@ -60,9 +78,13 @@ class _Exporter:
         self.flow, self.file, self.connections = flow, file, connections
         self.not_carried: list[str] = []
         self.notes: list[str] = []
+        self.channel_task: int | None = None  # Slack: the filter that is AppFlow's object
 
     def skip(self, path: str, why: str) -> None:
         self.not_carried.append(f"{path}: {why}")
+
+    def fail(self, path: str, message: str) -> FlowFileError:
+        return FlowFileError.single(self.file, path, message)
 
     def request(self) -> dict:
         flow = self.flow
@@ -77,9 +99,21 @@ class _Exporter:
                 "connector: set source.connector, or define the connection "
                 f"in {CONNECTIONS_FILE}",
             )
-        connector_type = _named_like(kind, model.enum("ConnectorType"))
-        self.key = _named_like(kind, model.members("ConnectorOperator"))
-        props_key = _named_like(kind, model.members("SourceConnectorProperties"))
+        if kind == "google_analytics":
+            raise self.fail(
+                "source.connection",
+                "AppFlow's Googleanalytics connector reads Universal Analytics views, which Google "
+                "no longer serves, and its Google Analytics 4 connector is a managed custom "
+                "connector whose report entity names a flow file does not hold: create that "
+                "AppFlow flow in the AppFlow console",
+            )
+        if kind in APPFLOW_SOURCES:
+            connector_type, self.key = APPFLOW_SOURCES[kind]
+            props_key = self.key
+        else:
+            connector_type = _named_like(kind, model.enum("ConnectorType"))
+            self.key = _named_like(kind, model.members("ConnectorOperator"))
+            props_key = _named_like(kind, model.members("SourceConnectorProperties"))
         if not (connector_type and self.key and props_key):
             raise FlowFileError.single(
                 self.file, "source.connection", f"AppFlow has no {kind} source"
@@ -94,7 +128,7 @@ class _Exporter:
         source: dict[str, Any] = {
             "connectorType": connector_type,
             "connectorProfileName": flow.source.connection,
-            "sourceConnectorProperties": {props_key: {"object": flow.source.object}},
+            "sourceConnectorProperties": {props_key: self.source_properties(kind)},
         }
         if flow.source.include_deleted:
             if props_key == "Salesforce":
@@ -112,13 +146,79 @@ class _Exporter:
         request["sourceFlowConfig"] = source
         request["destinationFlowConfigList"] = self.destination(request)
         request["tasks"] = self.tasks()
-        if flow.source.page_size:
+        if flow.source.page_size and kind != "sap_odata":
             self.skip("source.page_size", "AppFlow sizes its own pages")
         if getattr(flow.source, "mask_at_source", False):
             self.skip("source.mask_at_source", "AppFlow masks in its own pipeline; no such option")
         if flow.owners:
             self.skip("owners", "AppFlow has no owners; tag the flow if you need them there")
         return request
+
+    def source_properties(self, kind: str) -> dict:
+        src = self.flow.source
+        if kind == "sap_odata":
+            props: dict[str, Any] = {"objectPath": self.sap_object_path()}
+            if src.page_size and src.page_size <= SAP_MAX_PAGE:
+                props["paginationConfig"] = {"maxPageSize": src.page_size}
+            elif src.page_size:
+                self.skip("source.page_size", f"{src.page_size}: AppFlow's SAP pages hold at "
+                                              f"most {SAP_MAX_PAGE} records")  # fmt: skip
+            return props
+        if kind == "hubspot":
+            self.notes.append(self.custom_note("sourceFlowConfig", src.connection, src.object))
+            return {"entityName": src.object}
+        if kind == "slack":
+            return {"object": f"conversations/{self.slack_channel()}"}
+        return {"object": src.object}
+
+    def custom_note(self, path: str, connection: str, entity: str) -> str:
+        return (
+            f"{path}: AppFlow's HubSpot connector is a managed custom connector (connectorType "
+            f"CustomConnector), here on connector profile '{connection}': check that its entity "
+            f"for '{entity}' has that name (aws appflow list-connector-entities "
+            f"--connector-profile-name {connection})"
+        )
+
+    def sap_object_path(self) -> str:
+        """AppFlow's objectPath: the path of the connection's service_url, then the entity set."""
+        src = self.flow.source
+        conn = self.connections.get(src.connection)
+        url = conn.settings.get("service_url") if conn else None
+        if url is None:
+            raise self.fail(
+                "source.connection",
+                f"needs service_url in {CONNECTIONS_FILE}: AppFlow's objectPath is its path and "
+                "the entity set",
+            )
+        try:
+            url = resolve(url, f"{CONNECTIONS_FILE}: {src.connection}.service_url")
+        except MissingEnvironmentVariable as exc:
+            raise self.fail("source.connection", str(exc)) from None
+        return f"{urlparse(url).path.rstrip('/')}/{src.object}"
+
+    def slack_channel(self) -> str:
+        """AppFlow's Slack object is one conversation: the leading channel filter names it."""
+        src = self.flow.source
+        if src.object != "messages":
+            raise self.fail(
+                "source.object",
+                f"'{src.object}': Slack flows export as a conversation's messages (AppFlow's "
+                "object conversations/<channel id>) only",
+            )
+        for i, task in enumerate(self.flow.tasks):
+            if task_kind(task) != "filter":
+                break
+            spec = self.flow.task_specs[i]
+            if (spec.field, spec.operator) == ("channel", "equal_to") and isinstance(
+                spec.value, str
+            ):
+                self.channel_task = i
+                return spec.value
+        raise self.fail(
+            "tasks",
+            "AppFlow's Slack source reads one conversation (object conversations/<channel id>): "
+            "start the tasks with filter: {field: channel, operator: equal_to, value: <channel id>}",
+        )
 
     def trigger(self) -> dict:
         trigger, incremental = self.flow.trigger, self.flow.source.incremental
@@ -217,12 +317,57 @@ class _Exporter:
                     "destinationConnectorProperties": {"EventBridge": props},
                 }
             ]
+        if dest.salesforce is not None:
+            return [self.salesforce()]
+        if dest.zendesk is not None:
+            props = {"object": dest.zendesk.object, **_saas_write(dest.write, ["external_id"])}
+            return [
+                {
+                    "connectorType": "Zendesk",
+                    "connectorProfileName": dest.zendesk.connection,
+                    "destinationConnectorProperties": {"Zendesk": props},
+                }
+            ]
+        if dest.hubspot is not None:
+            hs = dest.hubspot
+            ids = [hs.id_property or (dest.key or [""])[0]]
+            props = {"entityName": hs.object, **_saas_write(dest.write, ids)}
+            self.notes.append(self.custom_note("destination.hubspot", hs.connection, hs.object))
+            return [
+                {
+                    "connectorType": "CustomConnector",
+                    "connectorProfileName": hs.connection,
+                    "destinationConnectorProperties": {"CustomConnector": props},
+                }
+            ]
         self.skip(
             "destination.connector",
             f"{dest.connector}: AppFlow has no such destination; "
             "add one to destinationFlowConfigList by hand",
         )
         return []
+
+    def salesforce(self) -> dict:
+        dest = self.flow.destination
+        sf = dest.salesforce
+        assert sf is not None
+        props: dict[str, Any] = {"object": sf.object, "writeOperationType": dest.write.upper()}
+        if dest.write == "upsert":
+            props["idFieldNames"] = [sf.external_id_field or (dest.key or [""])[0]]
+        elif dest.write in ("update", "delete"):
+            props["idFieldNames"] = ["Id"]  # records are matched by their Salesforce Id
+        props["dataTransferApi"] = SF_APIS[sf.api]
+        if sf.bulk_threshold != BULK_THRESHOLD:
+            self.skip(
+                "destination.salesforce.bulk_threshold",
+                f"{sf.bulk_threshold}: AppFlow's AUTOMATIC switches to Bulk API 2.0 at "
+                f"{BULK_THRESHOLD} records",
+            )
+        return {
+            "connectorType": "Salesforce",
+            "connectorProfileName": sf.connection,
+            "destinationConnectorProperties": {"Salesforce": props},
+        }
 
     def s3(self, request: dict) -> dict:
         s3 = self.flow.destination.s3
@@ -284,6 +429,8 @@ class _Exporter:
         if fields:
             out.append(self.task("Filter", fields, "PROJECTION"))
         for i, task in enumerate(flow.tasks):
+            if i == self.channel_task:
+                continue  # the Slack conversation: AppFlow's object, not a filter
             kind = task_kind(task)
             spec = task.model_dump(by_alias=True, exclude_none=True)[kind]
             made = self.export_task(f"tasks[{i}].{kind}", kind, spec)
@@ -440,6 +587,13 @@ class _Exporter:
         else:
             props["VALUE"] = _text(value)
         return self.task("Filter", [name], appflow, props)
+
+
+def _saas_write(write: str, ids: list[str]) -> dict:
+    """A SaaS sink's insert or upsert (the only writes of zendesk and hubspot) as AppFlow's."""
+    if write == "upsert":
+        return {"writeOperationType": "UPSERT", "idFieldNames": ids}
+    return {"writeOperationType": "INSERT"}
 
 
 def _named_like(kind: str, names: list[str]) -> str | None:

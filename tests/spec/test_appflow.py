@@ -11,7 +11,7 @@ import pytest
 
 from flow_assets.cli import main
 from flow_assets.spec import FlowFileError, load_connections, load_flow_file
-from flow_assets.spec.appflow import import_appflow, to_yaml
+from flow_assets.spec.appflow import import_appflow, known_connectors, to_yaml
 from flow_assets.spec.appflow_export import export_file
 from flow_assets.spec.appflow_model import check, request_shape
 from flow_assets.spec.models import Destination, FlowSpec
@@ -26,7 +26,10 @@ def fixture(name: str) -> dict:
 
 
 def imported(name: str, raw: dict | None = None):
-    return import_appflow(fixture(name) if raw is None else raw, f"{name}.json")
+    """The fixture imported as the CLI would beside FIXTURES/connections.yaml, which says what
+    its CustomConnector profiles reach."""
+    raw = fixture(name) if raw is None else raw
+    return import_appflow(raw, f"{name}.json", known_connectors(FIXTURES))
 
 
 def reported(conversion, path: str) -> str:
@@ -211,11 +214,14 @@ def test_zendesk_to_redshift():
         "redshift": {"connection": "warehouse", "schema": "support", "table": "tickets"},
     }
     assert flow["trigger"] == {"schedule": "30 2 * * *", "timezone": "UTC"}
-    assert "no zendesk source connector yet" in reported(
-        conversion, "sourceFlowConfig.connectorType"
-    )
+    # Flowbridge reads Zendesk: the source is carried over whole.
+    assert not [line for line in conversion.not_carried if line.startswith("sourceFlowConfig")]
     props = "destinationFlowConfigList[0].destinationConnectorProperties.Redshift"
     assert "staging_bucket" in reported(conversion, f"{props}.intermediateBucketName")
+    assert conversion.connections == {
+        "zendesk_support": {"connector": "zendesk"},
+        "warehouse": {"connector": "redshift", "staging_bucket": "flowbridge-redshift-staging"},
+    }
 
 
 def test_describe_flow_output():
