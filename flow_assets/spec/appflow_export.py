@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from pydantic import TypeAdapter
 
 from flow_assets.spec import appflow_model as model
-from flow_assets.spec.appflow import (
+from flow_assets.spec.appflow_tables import (
     ARITHMETIC,
     CHECKS,
     DATE_LEVELS,

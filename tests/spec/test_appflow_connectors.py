@@ -19,15 +19,10 @@ from flow_assets.connectors import (
     zendesk,
 )
 from flow_assets.spec import FlowFileError, load_connections, load_flow_file
-from flow_assets.spec.appflow import (
-    CONNECTION_KINDS,
-    OBJECTS,
-    READABLE,
-    import_appflow,
-    to_yaml,
-)
+from flow_assets.spec.appflow import import_appflow, to_yaml
 from flow_assets.spec.appflow_export import export_file
 from flow_assets.spec.appflow_model import check, request_shape
+from flow_assets.spec.appflow_tables import CONNECTION_KINDS, OBJECTS, READABLE
 from tests.conftest import REPO
 from tests.spec.test_appflow import FIXTURES, edited, imported, reported
 
