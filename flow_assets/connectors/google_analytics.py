@@ -36,9 +36,6 @@ from typing import Any, ClassVar
 import dagster as dg
 import polars as pl
 import requests
-from google.auth import exceptions as google_errors
-from google.auth.transport.requests import Request
-from google.oauth2 import service_account
 from pydantic import Field
 
 from flow_assets.connectors.base import FieldInfo, ObjectSchema, ReadRequest
@@ -142,9 +139,14 @@ class GoogleAnalyticsConnection(dg.ConfigurableResource):
 
 
 class ServiceAccountAuth:
-    """A service account's access tokens, from google-auth's JWT bearer grant."""
+    """A service account's access tokens, from google-auth's JWT bearer grant (imported here:
+    only service accounts need it, and it costs every process that loads the definitions
+    memory)."""
 
     def __init__(self, key_file: str, connection: str, session: requests.Session):
+        from google.auth.transport.requests import Request
+        from google.oauth2 import service_account
+
         self.connection = connection
         self._request = Request(session)
         try:
@@ -164,6 +166,8 @@ class ServiceAccountAuth:
         return answer.status_code == 401
 
     def refresh(self) -> None:
+        from google.auth import exceptions as google_errors
+
         try:
             self.credentials.refresh(self._request)
         except google_errors.RefreshError as exc:

@@ -83,7 +83,9 @@ class ParquetBatchWriter:
     def write(self, frame: pl.DataFrame) -> None:
         if frame.height == 0:
             return
-        self._buffer.append(frame.select(list(self.schema)).cast(dict(self.schema)))
+        if frame.schema != self.schema:  # pages usually come typed already: no copy then
+            frame = frame.select(list(self.schema)).cast(dict(self.schema))
+        self._buffer.append(frame)
         self._buffered += frame.height
         if self._buffered >= ROW_GROUP_ROWS:
             self._flush()
