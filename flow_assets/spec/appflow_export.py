@@ -38,6 +38,7 @@ from flow_assets.spec.models import (
 
 _TRIGGER = TypeAdapter(Trigger)
 # Flowbridge's sources -> AppFlow's connectorType and the key of their properties and operators.
+S3_SOURCE = ("aws", "s3")  # a source on an aws connection (or connector: s3) reads S3 objects
 APPFLOW_SOURCES = {
     "zendesk": ("Zendesk", "Zendesk"),
     "servicenow": ("Servicenow", "ServiceNow"),
@@ -110,6 +111,8 @@ class _Exporter:
         if kind in APPFLOW_SOURCES:
             connector_type, self.key = APPFLOW_SOURCES[kind]
             props_key = self.key
+        elif kind in S3_SOURCE:  # objects under an S3 prefix
+            connector_type = self.key = props_key = "S3"
         else:
             connector_type = _named_like(kind, model.enum("ConnectorType"))
             self.key = _named_like(kind, model.members("ConnectorOperator"))
@@ -130,6 +133,8 @@ class _Exporter:
             "connectorProfileName": flow.source.connection,
             "sourceConnectorProperties": {props_key: self.source_properties(kind)},
         }
+        if kind in S3_SOURCE:  # S3 uses the account's own access: no connector profile
+            del source["connectorProfileName"]
         if flow.source.include_deleted:
             if props_key == "Salesforce":
                 source["sourceConnectorProperties"][props_key]["includeDeletedRecords"] = True
@@ -139,7 +144,10 @@ class _Exporter:
             self.skip("source.incremental.lookback", "AppFlow re-reads no window before its mark")
         if flow.partitions:
             self.skip("partitions", "AppFlow has no partitions or backfills")
-        if flow.source.incremental:
+        if flow.source.incremental and kind in S3_SOURCE:
+            self.skip("source.incremental", "AppFlow's S3 source has no incremental pull: each "
+                      "run reads every object under the prefix")  # fmt: skip
+        elif flow.source.incremental:
             source["incrementalPullConfig"] = {
                 "datetimeTypeFieldName": flow.source.incremental.cursor_field
             }
@@ -156,6 +164,8 @@ class _Exporter:
 
     def source_properties(self, kind: str) -> dict:
         src = self.flow.source
+        if kind in S3_SOURCE:
+            return self.s3_source_properties()
         if kind == "sap_odata":
             props: dict[str, Any] = {"objectPath": self.sap_object_path()}
             if src.page_size and src.page_size <= SAP_MAX_PAGE:
@@ -170,6 +180,20 @@ class _Exporter:
         if kind == "slack":
             return {"object": f"conversations/{self.slack_channel()}"}
         return {"object": src.object}
+
+    def s3_source_properties(self) -> dict:
+        """AppFlow's S3 source: the bucket and prefix of the source's object, CSV or JSON
+        Lines (it reads no Parquet)."""
+        src = self.flow.source
+        file_type = {"csv": "CSV", "jsonl": "JSON"}.get(src.format or "parquet")
+        if file_type is None:
+            raise self.fail("source.format", f"AppFlow's S3 source reads CSV and JSON Lines, "
+                                             f"not {src.format or 'parquet'}")  # fmt: skip
+        bucket, _, prefix = src.object.partition("/")
+        props: dict[str, Any] = {"bucketName": bucket}
+        if prefix:
+            props["bucketPrefix"] = prefix
+        return props | {"s3InputFormatConfig": {"s3InputFileType": file_type}}
 
     def custom_note(self, path: str, connection: str, entity: str) -> str:
         return (

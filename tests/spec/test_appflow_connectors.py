@@ -520,3 +520,29 @@ def test_cli_import_of_a_custom_connector_reads_connections_yaml(tmp_path, capsy
     flow = load_flow_file(out)
     assert (flow.source.connector, flow.source.object) == ("hubspot", "deals")
     assert "#   hubspot_crm:\n#     connector: hubspot\n" in out.read_text()
+
+
+def test_an_s3_source_exports_as_appflows_s3_source_and_comes_back(tmp_path):
+    conversion = imported("s3_to_salesforce_upsert")
+    exported = export_file(write_flow(tmp_path, conversion))
+    source = exported.result["sourceFlowConfig"]
+    assert source == {
+        "connectorType": "S3",  # no connector profile: the account's own access
+        "sourceConnectorProperties": {
+            "S3": {"bucketName": "flowbridge-inbound", "bucketPrefix": "contacts",
+                   "s3InputFormatConfig": {"s3InputFileType": "CSV"}}
+        },
+    }  # fmt: skip
+    model = botocore.session.get_session().get_service_model("appflow")
+    botocore.validate.validate_parameters(
+        json.loads(json.dumps(exported.result)), model.operation_model("CreateFlow").input_shape
+    )
+    assert (
+        imported("s3_to_salesforce_upsert", exported.result).result["source"]
+        == (conversion.result["source"])
+    )
+
+
+def test_an_s3_source_appflow_cannot_read_is_refused():
+    message = export_refusal(FLOWS / "s3_orders_to_lake.yaml")
+    assert "source.format" in message and "CSV and JSON Lines, not parquet" in message
