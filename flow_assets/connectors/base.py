@@ -59,6 +59,18 @@ class ReadRequest:
     page_size: int | None = None
     include_deleted: bool = False  # deleted (recycle bin) records too, where the source keeps them
 
+    def cursor_window(self) -> pl.Expr | None:
+        """The cursor bounds as a Polars filter, for sources whose own bounds are coarser
+        (whole seconds) or absent; None without a cursor field or bounds."""
+        if self.cursor_field is None:
+            return None
+        col = pl.col(self.cursor_field)
+        bounds = [(col > self.cursor_after) if self.cursor_after is not None else None,
+                  (col >= self.cursor_from) if self.cursor_from is not None else None,
+                  (col < self.cursor_before) if self.cursor_before is not None else None]  # fmt: skip
+        conditions = [b for b in bounds if b is not None]
+        return pl.all_horizontal(conditions) if conditions else None
+
 
 class SourceClient(Protocol):
     """An open session to one source; built by the connection resource's `open()`.

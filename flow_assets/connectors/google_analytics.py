@@ -46,7 +46,14 @@ from flow_assets.connectors.errors import (
     RateLimitExceeded,
     UnknownObject,
 )
-from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, TransientError, parse_json
+from flow_assets.connectors.http import (
+    Answer,
+    HttpClient,
+    RetryPolicy,
+    TransientError,
+    parse_json,
+    status_of,
+)
 from flow_assets.connectors.malformed import explain_page
 from flow_assets.connectors.oauth import OAuth2
 from flow_assets.connectors.oauth_bootstrap import AuthorizationCodeApp
@@ -211,7 +218,7 @@ class GoogleAnalyticsClient:
         except (AuthError, MalformedResponse):
             raise
         except TransientError as exc:
-            if " answered 429" not in str(exc):
+            if status_of(exc) != 429:
                 raise
             raise RateLimitExceeded(
                 f"connection '{self.connection}': {exc}; the property's Data API quota (tokens "
@@ -219,9 +226,9 @@ class GoogleAnalyticsClient:
             ) from None
         except ConnectorError as exc:
             text, where = str(exc), f"connection '{self.connection}'"
-            if " answered 401" in text:
+            if status_of(exc) == 401:
                 raise AuthError(f"{where}: Google refused the access token ({text})") from None
-            if " answered 403" in text:
+            if status_of(exc) == 403:
                 raise AuthError(f"{where}: no access to {self.property} ({text}); give the user "
                                 "or service account Viewer access to the property") from None  # fmt: skip
             raise ConnectorError(f"{where}: {text}") from None

@@ -83,9 +83,10 @@ class TransientError(ConnectorError):
 
     def __init__(
         self, message: str, retry_after: float | None = None, unreachable: bool = False,
-        not_applied: bool = False,
+        not_applied: bool = False, status: int | None = None,
     ) -> None:  # fmt: skip
         super().__init__(message)
+        self.status = status  # the answer's HTTP status, when there was an answer
         self.retry_after = retry_after
         self.unreachable = unreachable  # no answer at all, as opposed to an error answer
         self.not_applied = not_applied  # the API cannot have acted on it (429, no connection)
@@ -165,6 +166,7 @@ class HttpClient:
                 f"{self.describe_error(response)}",
                 retry_after=_retry_after_seconds(response),
                 not_applied=response.status_code == 429,
+                status=response.status_code,
             )
         if response.status_code >= 400:
             raise Refused(
@@ -215,6 +217,14 @@ class HttpClient:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
         log.warning("retrying in %.1fs (attempt %d): %s", wait, state.attempt_number, exc)
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of the answer behind an HttpClient error (401, 403, 429...), or None
+    when there was no answer or the error is not HttpClient's."""
+    if isinstance(exc, Refused):
+        return exc.answer.status_code
+    return exc.status if isinstance(exc, TransientError) else None
 
 
 def parse_json(body: bytes) -> Any:

@@ -23,7 +23,14 @@ from flow_assets.connectors.errors import (
     RateLimitExceeded,
     UnknownObject,
 )
-from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, TransientError, parse_json
+from flow_assets.connectors.http import (
+    Answer,
+    HttpClient,
+    RetryPolicy,
+    TransientError,
+    parse_json,
+    status_of,
+)
 from flow_assets.connectors.malformed import explain_page, text_fits
 from flow_assets.connectors.oauth import OAuth2
 from flow_assets.connectors.oauth_bootstrap import AuthorizationCodeApp
@@ -196,7 +203,7 @@ class HubSpotClient:
         except AuthError:
             raise
         except ConnectorError as exc:
-            if "answered 401" in str(exc) or "answered 403" in str(exc):
+            if status_of(exc) in (401, 403):
                 raise AuthError(
                     f"connection '{self.connection}': HubSpot refused the credentials ({exc}); "
                     "check the access token (environment variable) and its scopes"
@@ -365,13 +372,8 @@ class HubSpotClient:
     def _local_bounds(self, request: ReadRequest, schema: ObjectSchema) -> pl.Expr:
         """The cursor bounds and pushed filters as a Polars expression, for archived records
         (which the search does not answer)."""
-        keep = pl.lit(True)
-        if request.cursor_field:
-            col = pl.col(request.cursor_field)
-            for op, value in (("gt", request.cursor_after), ("ge", request.cursor_from),
-                              ("lt", request.cursor_before)):  # fmt: skip
-                if value is not None:
-                    keep = keep & getattr(col, op)(value).fill_null(False)
+        window = request.cursor_window()
+        keep = pl.lit(True) if window is None else window.fill_null(False)
         for spec in request.filters:
             info = schema.fields[spec.field]
             col = pl.col(spec.field)

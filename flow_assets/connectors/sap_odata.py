@@ -71,7 +71,7 @@ from flow_assets.connectors.errors import (
     UnknownField,
     UnknownObject,
 )
-from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, TransientError
+from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, TransientError, status_of
 from flow_assets.connectors.malformed import explain_page
 from flow_assets.connectors.oauth import OAuth2
 from flow_assets.connectors.paging import paginate
@@ -283,10 +283,10 @@ class SapODataClient:
             raise
         except ConnectorError as exc:
             name = f"connection '{self.connection}'"
-            if " answered 401" in str(exc):
+            if status_of(exc) == 401:
                 raise AuthError(f"{name}: SAP refused the credentials ({exc}); check the user "
                                 "and password or the OAuth client (environment variables)") from None  # fmt: skip
-            if " answered 403" in str(exc):
+            if status_of(exc) == 403:
                 raise AuthError(f"{name}: not authorized ({exc}); the user's role (or the "
                                 "communication arrangement) must include this service") from None  # fmt: skip
             raise type(exc)(f"{name}: {what}: {exc}") from None

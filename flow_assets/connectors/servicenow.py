@@ -62,6 +62,7 @@ from flow_assets.connectors.http import (
     RetryPolicy,
     TransientError,
     parse_json,
+    status_of,
 )
 from flow_assets.connectors.malformed import explain_page, text_fits
 from flow_assets.connectors.paging import next_link, paginate
@@ -342,12 +343,12 @@ class ServiceNowClient:
         except AuthError:
             raise
         except ConnectorError as exc:
-            if " answered 401" in str(exc):
+            if status_of(exc) == 401:
                 raise AuthError(
                     f"connection '{self.connection}': ServiceNow refused the credentials "
                     f"({exc}); check the user name and password (environment variables)"
                 ) from None
-            if " answered 403" in str(exc):
+            if status_of(exc) == 403:
                 raise AuthError(
                     f"connection '{self.connection}': not allowed ({exc}); the user needs read "
                     "access (ACLs) to the table and to sys_db_object and sys_dictionary"
@@ -468,7 +469,7 @@ class ServiceNowClient:
             "sysparm_limit": limit, "sysparm_offset": 0, "sysparm_display_value": "false",
             "sysparm_exclude_reference_link": "true", "sysparm_no_count": "false",
         }  # fmt: skip
-        window = _window(request)
+        window = request.cursor_window()
         for page in paginate(self._fetcher(parser), (1, first), _next_page(limit)):
             frame = page.frame if window is None else page.frame.filter(window)
             yield frame.select(request.fields)
@@ -509,20 +510,6 @@ def _next_page(limit: int):
         return page.number + 1, where
 
     return next_of
-
-
-def _window(request: ReadRequest) -> pl.Expr | None:
-    if request.cursor_field is None:
-        return None
-    col = pl.col(request.cursor_field)
-    conditions = []
-    if request.cursor_after is not None:
-        conditions.append(col > request.cursor_after)
-    if request.cursor_from is not None:
-        conditions.append(col >= request.cursor_from)
-    if request.cursor_before is not None:
-        conditions.append(col < request.cursor_before)
-    return pl.all_horizontal(conditions) if conditions else None
 
 
 class PageParser:

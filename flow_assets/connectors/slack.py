@@ -445,7 +445,7 @@ class SlackClient:
         needed = list(dict.fromkeys([*request.fields, key]
                                     + ([request.cursor_field] if request.cursor_field else [])))  # fmt: skip
         limit = min(request.page_size or DEFAULT_LIMIT, MAX_LIMIT[request.object])
-        window = _window(request)
+        window = request.cursor_window()
         if request.object == "messages":
             frames = (
                 frame
@@ -511,20 +511,6 @@ class SlackClient:
                 params["latest"] = ts_of(request.cursor_before)
         for page in self._pages("messages", schema, needed, params):
             yield page.frame.with_columns(channel=pl.lit(channel, _TEXT)).select(needed)
-
-
-def _window(request: ReadRequest) -> pl.Expr | None:
-    if request.cursor_field is None:
-        return None
-    col = pl.col(request.cursor_field)
-    conditions = []
-    if request.cursor_after is not None:
-        conditions.append(col > request.cursor_after)
-    if request.cursor_from is not None:
-        conditions.append(col >= request.cursor_from)
-    if request.cursor_before is not None:
-        conditions.append(col < request.cursor_before)
-    return pl.all_horizontal(conditions) if conditions else None
 
 
 class PageParser:

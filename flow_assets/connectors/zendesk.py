@@ -46,7 +46,7 @@ from flow_assets.connectors.errors import (
     MalformedResponse,
     UnknownObject,
 )
-from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, parse_json
+from flow_assets.connectors.http import Answer, HttpClient, RetryPolicy, parse_json, status_of
 from flow_assets.connectors.malformed import explain_page
 from flow_assets.connectors.oauth import OAuth2
 from flow_assets.connectors.paging import paginate
@@ -208,12 +208,12 @@ class ZendeskClient:
         except AuthError:
             raise
         except ConnectorError as exc:
-            if " answered 401" in str(exc):
+            if status_of(exc) == 401:
                 raise AuthError(
                     f"connection '{self.connection}': Zendesk refused the credentials ({exc}); "
                     "check the email and token (environment variables), or renew the token"
                 ) from None
-            if " answered 403" in str(exc):
+            if status_of(exc) == 403:
                 raise AuthError(
                     f"connection '{self.connection}': not allowed ({exc}); the incremental "
                     "exports need an admin's credentials (and the OAuth scope 'read')"
@@ -289,7 +289,7 @@ class ZendeskClient:
             pages = paginate(self._fetcher(export, parser), (1, first), _next_cursor)
         else:
             pages = paginate(self._fetcher(export, parser), (1, first), _next_page_url)
-        window = _window(request)
+        window = request.cursor_window()
         boundary = pl.DataFrame(schema={"id": _ID, "updated_at": _TIME})
         for page in pages:
             frame = page.frame
@@ -314,22 +314,6 @@ class ZendeskClient:
             return self._get(where, parse=lambda b: parser.parse(b, number))
 
         return fetch
-
-
-def _window(request: ReadRequest) -> pl.Expr | None:
-    if request.cursor_field is None:
-        return None
-    col = pl.col(request.cursor_field)
-    conditions = []
-    if request.cursor_after is not None:
-        conditions.append(col > request.cursor_after)
-    if request.cursor_from is not None:
-        conditions.append(col >= request.cursor_from)
-    if request.cursor_before is not None:
-        conditions.append(col < request.cursor_before)
-    if not conditions:
-        return None
-    return pl.all_horizontal(conditions)
 
 
 @dataclass(frozen=True)

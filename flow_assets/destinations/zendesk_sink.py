@@ -32,7 +32,7 @@ from typing import Any
 import polars as pl
 
 from flow_assets.connectors.errors import AuthError, ConnectorError, MalformedResponse
-from flow_assets.connectors.http import TransientError, parse_json
+from flow_assets.connectors.http import TransientError, parse_json, status_of
 from flow_assets.connectors.zendesk import FIELDS, ZendeskClient, ZendeskConnection
 from flow_assets.destinations.saas_sink import RecordResult, SaasSinkIOManager, SinkWriter
 from flow_assets.spec.errors import did_you_mean
@@ -242,12 +242,12 @@ class ZendeskWriter:
         except AuthError:
             raise
         except ConnectorError as exc:
-            if " answered 401" in str(exc):
+            if status_of(exc) == 401:
                 raise AuthError(
                     f"connection '{self.client.connection}': Zendesk refused the credentials "
                     f"({exc}); check them (environment variables), or renew the token"
                 ) from None
-            if " answered 403" in str(exc):
+            if status_of(exc) == 403:
                 raise AuthError(
                     f"connection '{self.client.connection}': not allowed to write tickets "
                     f"({exc}); it needs an agent's credentials, and an OAuth client the scope "

@@ -7,7 +7,13 @@ import threading
 import pytest
 
 from flow_assets.connectors.errors import ConnectorError
-from flow_assets.connectors.http import HttpClient, RetryPolicy, TransientError, parse_json
+from flow_assets.connectors.http import (
+    HttpClient,
+    RetryPolicy,
+    TransientError,
+    parse_json,
+    status_of,
+)
 from flow_assets.sandbox.server import Reply, SandboxServer, json_body
 
 
@@ -51,10 +57,21 @@ def test_a_5xx_is_not_repeated_for_a_create_and_the_error_says_why():
         assert server.received == 1  # sent once: it may have been applied
 
 
+@pytest.mark.parametrize(("script", "status"), [([404], 404), ([429, 429, 429], 429)])
+def test_the_status_of_a_failed_call_is_kept_on_its_error(script, status):
+    """Connectors tell a refused credential (401/403) or a rate limit from other failures by
+    the answer's status, not by the wording of the message."""
+    with Counter(script) as server, pytest.raises(ConnectorError) as failed:
+        client(server.url).request("GET", "/x", parse=parse_json)
+    assert status_of(failed.value) == status
+
+
 def test_no_connection_at_all_is_repeated_for_a_create_too():
     with socket.socket() as spare:  # a port nobody listens on
         spare.bind(("127.0.0.1", 0))
         port = spare.getsockname()[1]
+    nowhere = client(f"http://127.0.0.1:{port}")
     with pytest.raises(TransientError) as failed:
-        client(f"http://127.0.0.1:{port}").request("POST", "/records", idempotent=False)
+        nowhere.request("POST", "/records", idempotent=False)
     assert failed.value.not_applied and failed.value.unreachable
+    assert nowhere.stats.requests == 3  # every attempt made: nothing can have reached the API
